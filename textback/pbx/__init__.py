@@ -1,0 +1,1 @@
+"""PBX protocols (sans-IO) and the thin asyncio shells that speak them."""
