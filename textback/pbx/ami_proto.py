@@ -118,9 +118,7 @@ class AmiFramer:
         return True
 
     @staticmethod
-    def _decode_frame(
-        raw: bytes, messages: list[AmiMessage], problems: list[FrameProblem]
-    ) -> None:
+    def _decode_frame(raw: bytes, messages: list[AmiMessage], problems: list[FrameProblem]) -> None:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

@@ -1,0 +1,121 @@
+"""The sans-IO AMI framer: any chunking, odd bytes and repeated keys."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import CAPTURES
+from textback.pbx.ami_proto import (
+    MAX_FRAME_BYTES,
+    AmiFramer,
+    AmiMessage,
+    FrameProblem,
+    epoch_of_uniqueid,
+)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+PJSIP_CAPTURE = (CAPTURES / "pjsip-11-anonymous.ami").read_bytes()
+
+
+def frame_in_pieces(data: bytes, cuts: list[int]) -> tuple[list[AmiMessage], list[FrameProblem]]:
+    framer = AmiFramer()
+    messages: list[AmiMessage] = []
+    problems: list[FrameProblem] = []
+    start = 0
+    for cut in [*sorted(cuts), len(data)]:
+        got, bad = framer.receive_data(data[start:cut])
+        messages += got
+        problems += bad
+        start = cut
+    return messages, problems
+
+
+class TestFraming:
+    def test_banner_is_read_and_not_a_message(self) -> None:
+        """The banner line is kept aside; messages start after it."""
+        framer = AmiFramer()
+        messages, problems = framer.receive_data(
+            BANNER + b"Event: FullyBooted\r\nUptime: 4\r\n\r\n"
+        )
+        assert framer.banner == "Asterisk Call Manager/11.0.0"
+        assert messages == [{"Event": "FullyBooted", "Uptime": "4"}]
+        assert problems == []
+
+    def test_byte_at_a_time_equals_whole(self) -> None:
+        """Feeding a real capture one byte at a time gives the same messages."""
+        whole, _ = AmiFramer().receive_data(PJSIP_CAPTURE)
+        pieces, problems = frame_in_pieces(PJSIP_CAPTURE, list(range(1, len(PJSIP_CAPTURE))))
+        assert whole == pieces
+        assert problems == []
+        assert len(whole) > 20
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(st.integers(min_value=1, max_value=len(PJSIP_CAPTURE) - 1), max_size=60))
+    def test_any_chunking_equals_whole(self, cuts: list[int]) -> None:
+        """Random chunk boundaries never change what is framed."""
+        whole, _ = AmiFramer().receive_data(PJSIP_CAPTURE)
+        assert whole == frame_in_pieces(PJSIP_CAPTURE, cuts)[0]
+
+    def test_split_utf8_name_survives(self) -> None:
+        """A multi-byte character cut between two reads is decoded whole."""
+        data = BANNER + "Event: Newchannel\r\nCallerIDName: José Müller\r\n\r\n".encode()
+        cut = data.index("é".encode()) + 1
+        messages, problems = frame_in_pieces(data, [cut])
+        assert messages[0]["CallerIDName"] == "José Müller"
+        assert problems == []
+
+    def test_repeated_chanvariables_are_all_kept(self) -> None:
+        """channelvars lines (same key, several times) are kept one key per variable."""
+        data = (
+            b"Event: DialBegin\r\nChanVariable: CALLERID(pres)=prohib_not_screened\r\n"
+            b"ChanVariable: FROM_DID=\r\nDestChanVariable: FROM_DID=+12125550100\r\n\r\n"
+        )
+        (message,), _ = AmiFramer().receive_data(data)
+        assert message["ChanVariable[CALLERID(pres)]"] == "prohib_not_screened"
+        assert message["ChanVariable[FROM_DID]"] == ""
+        assert message["DestChanVariable[FROM_DID]"] == "+12125550100"
+
+    def test_values_keep_inner_spaces_and_empty_values(self) -> None:
+        """`Key: ` is an empty value; leading spaces beyond the first are data."""
+        (message,), _ = AmiFramer().receive_data(
+            b"Event: VarSet\r\nValue:   x=1\r\nExten: \r\n\r\n"
+        )
+        assert (message["Value"], message["Exten"]) == ("  x=1", "")
+
+    def test_bare_lf_framing_is_accepted(self) -> None:
+        """Tools that rewrite CRLF to LF still frame."""
+        messages, _ = AmiFramer().receive_data(b"Event: A\nX: 1\n\nEvent: B\n\n")
+        assert [m["Event"] for m in messages] == ["A", "B"]
+
+
+class TestBadBytes:
+    def test_invalid_utf8_is_replaced_and_reported_event_kept(self) -> None:
+        """Latin-1 in a caller name: the event survives with U+FFFD, and a problem is reported."""
+        data = b"Event: Newchannel\r\nCallerIDName: Jos\xe9\r\nUniqueid: 1.1\r\n\r\n"
+        messages, problems = AmiFramer().receive_data(data)
+        assert messages[0]["CallerIDName"] == "Jos\ufffd"
+        assert [p.reason for p in problems] == ["invalid UTF-8 replaced"]
+
+    def test_malformed_frame_is_skipped_and_the_next_one_kept(self) -> None:
+        """A frame with no Event/Response is dropped with a problem; framing goes on."""
+        data = b"garbage without colon\r\nmore\r\n\r\nEvent: Hangup\r\nUniqueid: 1.2\r\n\r\n"
+        messages, problems = AmiFramer().receive_data(data)
+        assert messages == [{"Event": "Hangup", "Uniqueid": "1.2"}]
+        reasons = {p.reason for p in problems}
+        assert {"line without 'Key: value'", "frame with neither Event nor Response"} == reasons
+
+    def test_endless_frame_is_discarded(self) -> None:
+        """Bytes that never form a frame are dropped once too large; later frames work."""
+        framer = AmiFramer()
+        _, problems = framer.receive_data(b"X: " + b"y" * (MAX_FRAME_BYTES + 1))
+        assert [p.reason for p in problems] == ["frame too large, discarded"]
+        messages, _ = framer.receive_data(b"\r\n\r\nEvent: Ok\r\n\r\n")
+        assert [m["Event"] for m in messages] == ["Ok"]
+
+
+def test_uniqueid_epoch() -> None:
+    """Uniqueids carry the channel's creation second, with or without a system name."""
+    assert epoch_of_uniqueid("1795810850.2") == 1795810850.0
+    assert epoch_of_uniqueid("pbx1-1795810850.2") == 1795810850.0
+    assert None is epoch_of_uniqueid("")

@@ -1,0 +1,142 @@
+"""Caller-ID helpers: E.164 normalisation, withheld detection, masking for logs.
+
+Pure. No IO. Nothing here raises on bad input: caller IDs come from carriers and
+PBXes, and a strange one must become "no number", never a crash.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import phonenumbers
+
+# What PBXes and carriers put in the caller-ID field when there is no number.
+_WITHHELD_WORDS: Final = frozenset(
+    {
+        "",
+        "<unknown>",
+        "anonymous",
+        "unknown",
+        "restricted",
+        "private",
+        "unavailable",
+        "withheld",
+        "blocked",
+        "asterisk",
+        "s",
+    }
+)
+
+# Asterisk callerid.h: bits 0x60 of a presentation value are the restriction;
+# 0x20 is "restricted", 0x40 "unavailable", 0x60 is reserved (treated as hidden).
+_AST_PRES_RESTRICTION: Final = 0x60
+
+_RESTRICTED_PRES_NAMES: Final = frozenset(
+    {
+        "prohib_not_screened",
+        "prohib_passed_screen",
+        "prohib_failed_screen",
+        "prohib",
+        "unavailable",
+    }
+)
+
+# "0x20", "32" or NewCallerid's "32 (Presentation Prohibited, Not Screened)".
+_LEADING_NUMBER: Final = re.compile(r"^(0x[0-9a-f]+|\d+)\b")
+
+_URI_SCHEMES: Final = ("sips:", "sip:", "tel:")
+
+# International call prefixes worth trying when the region's own parse fails:
+# "00" (most of the world) and "011" (NANP).
+_IDD_PREFIXES: Final = ("011", "00")
+
+
+def _user_part(raw: str) -> str:
+    """The number-ish part of a caller ID: the user of a SIP/tel URI, or the text itself."""
+    text = raw.strip()
+    # 'Alice <sip:+1415...@host>' as some PBXes pass the whole From header.
+    if "<" in text and text.endswith(">"):
+        inner = text[text.rfind("<") + 1 : -1].strip()
+        if inner.lower().startswith(_URI_SCHEMES):
+            text = inner
+    lowered = text.lower()
+    for scheme in _URI_SCHEMES:
+        if lowered.startswith(scheme):
+            text = text[len(scheme) :]
+            text = text.split("@", 1)[0]
+            # URI parameters (";user=phone", ";phone-context=...") are not digits.
+            return text.split(";", 1)[0].strip()
+    return text
+
+
+def is_withheld(raw: str) -> bool:
+    """True when the caller ID carries no usable number (anonymous, unknown, all zeros...)."""
+    text = _user_part(raw).lower()
+    if text in _WITHHELD_WORDS:
+        return True
+    digits = [c for c in text if c.isdigit()]
+    return not digits or all(c == "0" for c in digits)
+
+
+def is_restricted_presentation(pres: str) -> bool:
+    """True when an Asterisk CALLERID(pres) value says the number must not be shown."""
+    text = pres.strip().lower()
+    if not text:
+        return False
+    if text in _RESTRICTED_PRES_NAMES or text.startswith("prohib"):
+        return True
+    match = _LEADING_NUMBER.match(text)
+    if match is not None:
+        return bool(int(match.group(1), 0) & _AST_PRES_RESTRICTION)
+    # Descriptions as ast_describe_caller_presentation() writes them.
+    return "prohibited" in text or "restricted" in text or "unavailable" in text
+
+
+def _valid_e164(text: str, region: str | None) -> str | None:
+    try:
+        parsed = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def to_e164(raw: str, region: str) -> str | None:
+    """The caller's number in E.164, or None when it is withheld, malformed or not valid.
+
+    ``region`` is the ISO 3166 country ("US", "GB") whose national format a
+    number without "+" is read in.
+    """
+    if not isinstance(raw, str) or is_withheld(raw):
+        return None
+    text = _user_part(raw)
+    # Letters in a caller ID are a name or garbage, never a vanity number to dial:
+    # phonenumbers would happily turn "CALL-NOW-1" into digits.
+    if any(c.isalpha() for c in text):
+        return None
+    region_code = region.strip().upper() or None
+    found = _valid_e164(text, region_code)
+    if found is not None or text.startswith("+"):
+        return found
+    digits = "".join(c for c in text if c.isdigit())
+    # Only after the region's own reading failed: a national number may begin
+    # with these prefixes too (0113 is Leeds).
+    for prefix in _IDD_PREFIXES:
+        if digits.startswith(prefix):
+            return _valid_e164("+" + digits[len(prefix) :], None)
+    # Many trunks send international numbers as bare E.164 digits without "+".
+    return _valid_e164("+" + digits, None)
+
+
+def mask(number: str) -> str:
+    """A caller ID fit for logs: "+14155550101" → "+1415***0101", "101" → "*01"."""
+    plus = "+" if number.startswith("+") else ""
+    body = number[len(plus) :]
+    if len(body) >= 8 and body.isdigit():
+        # Always hide at least three digits; the fixed "***" also hides how many.
+        lead = min(4, len(body) - 7)
+        return f"{plus}{body[:lead]}***{body[-4:]}"
+    visible = min(2, max(len(body) - 1, 0))
+    return plus + "*" * (len(body) - visible) + body[len(body) - visible :]
