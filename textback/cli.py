@@ -1,0 +1,156 @@
+"""The ``textback`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from textback import __version__
+from textback.callview import verdict_record
+from textback.config import DEFAULT_CONFIG_PATH, Config, load, summary
+from textback.core.verdict import Verdict
+from textback.errors import ConfigError, StoreError
+from textback.log import configure, get_logger
+from textback.replay import UnsupportedCapture, replay_bytes
+
+# sysexits.h: systemd's RestartPreventExitStatus and shell scripts know these.
+EX_OK: Final = 0
+EX_USAGE: Final = 64
+EX_DATAERR: Final = 65
+EX_NOINPUT: Final = 66
+EX_SOFTWARE: Final = 70
+EX_CANTCREAT: Final = 73
+EX_CONFIG: Final = 78
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="textback",
+        description="Text the caller back when an inbound call on your PBX goes unanswered.",
+    )
+    parser.add_argument("--version", action="version", version=f"textback {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            default=DEFAULT_CONFIG_PATH,
+            help=f"TOML configuration file (default: {DEFAULT_CONFIG_PATH})",
+        )
+
+    run = commands.add_parser("run", help="run the daemon (what the systemd unit starts)")
+    with_config(run)
+    check = commands.add_parser(
+        "check-config", help="validate the configuration; exit 78 when it has problems"
+    )
+    with_config(check)
+    replay = commands.add_parser(
+        "replay", help="judge the calls in recorded AMI streams; prints JSON Lines"
+    )
+    with_config(replay)
+    replay.add_argument(
+        "--all", action="store_true", help="also print internal and outbound calls (ignored)"
+    )
+    replay.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
+    demo = commands.add_parser(
+        "demo", help="run the daemon against a built-in PBX simulator; texts shown on the console"
+    )
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=20.0,
+        help="how much faster than real time the recorded calls are played (default 20)",
+    )
+    demo.add_argument("--pbx", choices=["asterisk"], default="asterisk", help="PBX to simulate")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command: str = args.command
+    if command == "check-config":
+        return _check_config(args.config)
+    if command == "replay":
+        return _replay(args.config, args.captures, show_all=args.all)
+    if command == "demo":
+        from textback.demo import run_demo
+
+        configure("auto", "info")
+        return asyncio.run(run_demo(speed=args.speed, out=sys.stdout))
+    return _run(args.config)
+
+
+def _load(path: Path, *, require_secrets: bool) -> Config | None:
+    try:
+        return load(path, require_secrets=require_secrets)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return None
+
+
+def _check_config(path: Path) -> int:
+    config = _load(path, require_secrets=True)
+    if config is None:
+        print(f"{path}: configuration has problems (see above)", file=sys.stderr)
+        return EX_CONFIG
+    print(f"{path}: OK")
+    for line in summary(config):
+        print(f"  {line}")
+    return EX_OK
+
+
+def _replay(path: Path, captures: Sequence[Path], *, show_all: bool) -> int:
+    config = _load(path, require_secrets=False)
+    if config is None:
+        return EX_CONFIG
+    configure("console" if sys.stderr.isatty() else "logfmt", "warning")
+    log = get_logger("textback.replay")
+    settings = config.correlator_settings()
+    status = EX_OK
+    for capture in captures:
+        try:
+            data = capture.read_bytes()
+        except OSError as exc:
+            print(f"{capture}: cannot read: {exc.strerror}", file=sys.stderr)
+            status = EX_NOINPUT
+            continue
+        try:
+            result = replay_bytes(data, settings)
+        except UnsupportedCapture as exc:
+            print(f"{capture}: {exc}", file=sys.stderr)
+            status = EX_DATAERR
+            continue
+        for problem in result.problems:
+            log.warning("frame_skipped", capture=str(capture), reason=problem.reason)
+        for verdict in result.verdicts:
+            if verdict.verdict is Verdict.IGNORED and not show_all:
+                continue
+            record = {**verdict_record(verdict, config.trunks), "capture": capture.name}
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+    return status
+
+
+def _run(path: Path) -> int:
+    config = _load(path, require_secrets=True)
+    if config is None:
+        return EX_CONFIG
+    configure(config.daemon.log_format, config.daemon.log_level)
+    from textback.service import serve
+
+    try:
+        return asyncio.run(serve(config))
+    except StoreError as exc:
+        get_logger("textback").error("database_unusable", error=str(exc))
+        return EX_CANTCREAT
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+        return EX_CONFIG
