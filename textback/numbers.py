@@ -130,8 +130,25 @@ def to_e164(raw: str, region: str) -> str | None:
     return _valid_e164("+" + digits, None)
 
 
+# Caller IDs that are words, not numbers: safe to log as they are.
+_NOT_A_NUMBER = frozenset(
+    {
+        "anonymous",
+        "<unknown>",
+        "unknown",
+        "restricted",
+        "private",
+        "unavailable",
+        "withheld",
+        "blocked",
+    }
+)
+
+
 def mask(number: str) -> str:
     """A caller ID fit for logs: "+14155550101" → "+1415***0101", "101" → "*01"."""
+    if number.lower() in _NOT_A_NUMBER:
+        return number  # "anonymous" says nothing about anyone
     plus = "+" if number.startswith("+") else ""
     body = number[len(plus) :]
     if len(body) >= 8 and body.isdigit():

@@ -1,0 +1,448 @@
+"""Asterisk AMI event source: one session at a time, checked, kept alive, resynced.
+
+Shell (IO), and the only module that touches panoramisk. From panoramisk we
+take action bookkeeping: ActionIDs, futures, matching responses and event
+lists (``AMIProtocol.send`` / ``handle_message``). We do not take its byte
+handling (it decodes each TCP read on its own and drops split UTF-8; we frame
+with ``AmiFramer``), its Manager (fixed 2 s reconnect, silent login failure,
+pings never checked) or its dispatch (handler errors kill the connection,
+coroutine handlers become orphan tasks).
+
+What the consumer sees through :meth:`AmiSource.next_item`:
+
+* After every successful Login, ``AmiResync`` with the CoreShowChannels
+  snapshot comes first. Events received from the Login response until the
+  list completes are held and follow the ``AmiResync`` in wire order, so a
+  ``Newchannel`` for a channel already in the snapshot can arrive after it:
+  the consumer must treat that as a no-op. If the PBX refuses
+  CoreShowChannels (missing write permission) there is no ``AmiResync``;
+  a warning says how to fix it.
+* ``AmiEvent`` for every other event, strictly in wire order.
+* ``AmiLinkDown`` once when the link goes from up (or unknown, at start) to
+  down; retries that keep failing stay quiet until the next login.
+
+The queue is unbounded so that the reader never waits on the consumer (a
+waiting reader cannot answer pings and would look dead). At AMI rates a
+consumer stalled for a minute holds at most a few tens of MB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from textback.pbx.ami_proto import AmiFramer, AmiMessage
+
+log = structlog.get_logger(__name__)
+
+AUTH_HINT: Final = "check secret in manager.conf [user] and secret_file/secret_env"
+RESYNC_HINT: Final = "allow write=system or write=reporting for this user in manager.conf"
+# Actions panoramisk must never queue for re-sending after a reconnect; Login
+# in particular, because its close() would log the action, secret included.
+_FORGETABLE: Final = ("login", "logoff", "ping", "coreshowchannels")
+# The attribute on a panoramisk Message that holds the dict we built it from.
+_ORIGINAL: Final = "textback_message"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AmiSettings:
+    """Where and how to reach the AMI. Times are seconds."""
+
+    host: str
+    port: int
+    username: str
+    secret: str = field(repr=False)
+    events: str = "system,call,agent,dialplan"
+    connect_timeout: float = 5.0  # TCP connect, and each reply to Login / CoreShowChannels
+    ping_interval: float = 15.0
+    ping_timeout: float = 5.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    auth_retry: float = 300.0  # after a refused Login: a fast retry would not help
+
+    def __post_init__(self) -> None:
+        # A line break would end the Login action early and inject headers
+        # (a secret file's trailing newline is the usual culprit).
+        for name in ("username", "secret", "events"):
+            if any(c in getattr(self, name) for c in "\r\n"):
+                raise ValueError(f"AmiSettings.{name} contains a line break")
+
+
+@dataclass(frozen=True, slots=True)
+class AmiEvent:
+    """One AMI event, in wire order."""
+
+    message: AmiMessage
+
+
+@dataclass(frozen=True, slots=True)
+class AmiResync:
+    """The PBX's channels right after a login (``CoreShowChannel`` events)."""
+
+    channels: list[AmiMessage]
+
+
+@dataclass(frozen=True, slots=True)
+class AmiLinkDown:
+    """The link to the PBX is gone; events until the next AmiResync are lost."""
+
+    reason: str
+
+
+SourceItem = AmiEvent | AmiResync | AmiLinkDown
+
+
+class Backoff:
+    """Capped exponential backoff with equal jitter.
+
+    The nominal delay doubles from ``low`` to ``high``; each wait is drawn from
+    [delay/2, delay] so that many clients restarted together do not reconnect
+    in lockstep.
+    """
+
+    def __init__(self, low: float, high: float, rng: random.Random) -> None:
+        self._low = low
+        self._high = max(low, high)
+        self._rng = rng
+        self._delay = low
+
+    def next(self) -> float:
+        delay = self._delay
+        self._delay = min(delay * 2, self._high)
+        return self._rng.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self._delay = self._low
+
+
+class _LinkLost(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Outcome(enum.Enum):
+    FAILED = "failed"  # never logged in: back off further
+    REFUSED = "refused"  # Login refused: wait auth_retry
+    WAS_UP = "was_up"  # logged in, then lost: back off from the start
+
+
+class _State(enum.Enum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+
+def _as_dict(message: Any) -> AmiMessage:
+    """Our dict behind a panoramisk Message (see _Protocol._route)."""
+    original: AmiMessage | None = vars(message).get(_ORIGINAL)
+    if original is None:
+        # Not built by us; panoramisk adds a "content" key of its own.
+        return {str(k): str(v) for k, v in message.items() if str(k) != "content"}
+    return original
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _describe_loss(exc: object) -> str:
+    if exc is None:
+        return "connection closed by the PBX"
+    if isinstance(exc, BaseException):
+        return f"connection lost: {_text(exc)}"
+    return "PBX shut down"
+
+
+class _Link:
+    """The factory panoramisk's AMIProtocol expects, minus panoramisk's Manager."""
+
+    forgetable_actions = _FORGETABLE
+
+    def __init__(self, on_event: Callable[[AmiMessage], None]) -> None:
+        # panoramisk appends unanswered actions here for re-sending; we never
+        # re-send (every action we use is forgetable), so it stays empty.
+        self.awaiting_actions: deque[object] = deque()
+        self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._on_event = on_event
+
+    def connection_lost(self, exc: object) -> None:
+        self.mark_lost(_describe_loss(exc))
+
+    def dispatch(self, message: Any) -> None:
+        self._on_event(_as_dict(message))
+
+    def mark_lost(self, reason: str) -> None:
+        """Record why the session ended; the first reason wins."""
+        if not self.lost.done():
+            self.lost.set_result(reason)
+
+    def event(self, message: AmiMessage) -> None:
+        self._on_event(message)
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hints
+    """panoramisk's protocol with our framing and routing of incoming bytes."""
+
+    def __init__(self, link: _Link) -> None:
+        super().__init__()
+        self._link = link
+        self._framer = AmiFramer()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.factory = self._link
+        self.encoding = "utf-8"
+
+    @property
+    def banner(self) -> str | None:
+        return self._framer.banner
+
+    def data_received(self, data: bytes) -> None:
+        messages, problems = self._framer.receive_data(data)
+        for problem in problems:
+            log.warning("ami_frame_problem", reason=problem.reason, excerpt=problem.excerpt)
+        for message in messages:
+            self._route(message)
+
+    def _route(self, message: AmiMessage) -> None:
+        action_id = message.get("ActionID")
+        if action_id is not None:
+            # Replies (and list items) to our actions go to panoramisk; late
+            # ones, for actions we gave up on, are dropped. Asterisk puts an
+            # ActionID only on what answers the session's own actions.
+            if action_id in self.responses:
+                reply = Message(dict(message))
+                setattr(reply, _ORIGINAL, message)
+                self.handle_message(reply)
+            else:
+                log.debug("ami_late_reply_dropped", action_id=action_id)
+            return
+        if "Event" not in message:
+            log.debug("ami_unsolicited_response_dropped", response=message.get("Response"))
+            return
+        self._link.event(message)
+        if message["Event"] == "Shutdown":
+            # Asterisk is going away; do not wait for TCP to notice.
+            self.abort(f"PBX shut down (Shutdown: {message.get('Shutdown', '?')})")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # panoramisk only tells its factory if it did not close the socket itself.
+        super().connection_lost(exc)
+        self._link.connection_lost(exc)
+
+    def send_action(self, fields: Mapping[str, str]) -> asyncio.Future[Any]:
+        # as_list=None: let panoramisk tell single replies from event lists
+        # (its default, False, would end CoreShowChannels at the first reply).
+        reply: asyncio.Future[Any] = self.send(dict(fields), as_list=None)
+        return reply
+
+    def abort(self, reason: str) -> None:
+        self._link.mark_lost(reason)
+        self.transport.abort()
+
+
+class AmiSource:
+    """Events from one Asterisk, forever. Run :meth:`run` in a task; read :meth:`next_item`."""
+
+    def __init__(self, settings: AmiSettings, *, rng: random.Random | None = None) -> None:
+        self._settings = settings
+        self._backoff = Backoff(
+            settings.reconnect_min,
+            settings.reconnect_max,
+            rng if rng is not None else random.Random(),
+        )
+        self._queue: asyncio.Queue[SourceItem] = asyncio.Queue()
+        self._held: list[AmiMessage] | None = None
+        self._state = _State.UNKNOWN
+        self._refusal_logged = False
+        self._connected = False
+        self._logins = 0
+        self._banner: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Logged in right now."""
+        return self._connected
+
+    @property
+    def logins(self) -> int:
+        """Successful logins so far."""
+        return self._logins
+
+    @property
+    def banner(self) -> str | None:
+        """The banner of the last session that logged in (``Asterisk Call Manager/9.0.0``)."""
+        return self._banner
+
+    async def next_item(self) -> SourceItem:
+        """The next item, in order. Safe to cancel: nothing is lost."""
+        return await self._queue.get()
+
+    async def run(self) -> None:
+        """Connect, log in, resync and read; reconnect forever. Ends only by cancellation."""
+        while True:
+            outcome = await self._session()
+            if outcome is _Outcome.REFUSED:
+                delay = self._settings.auth_retry
+            else:
+                if outcome is _Outcome.WAS_UP:
+                    self._backoff.reset()
+                delay = self._backoff.next()
+            log.debug("ami_reconnect_scheduled", delay=round(delay, 3))
+            await asyncio.sleep(delay)
+
+    async def _session(self) -> _Outcome:
+        s = self._settings
+        link = _Link(self._on_event)
+        self._held = []
+        try:
+            async with asyncio.timeout(s.connect_timeout):
+                _, protocol = await asyncio.get_running_loop().create_connection(
+                    lambda: _Protocol(link), s.host, s.port
+                )
+        except (OSError, TimeoutError) as exc:
+            self._held = None
+            self._went_down(f"cannot connect to {s.host}:{s.port}: {_text(exc)}")
+            return _Outcome.FAILED
+        assert isinstance(protocol, _Protocol)
+        try:
+            outcome, reason = await self._converse(protocol, link)
+        finally:
+            protocol.abort("session ended")
+            self._connected = False
+            self._release_held()
+        if outcome is not _Outcome.REFUSED:
+            self._went_down(reason)
+        return outcome
+
+    async def _converse(self, protocol: _Protocol, link: _Link) -> tuple[_Outcome, str]:
+        s = self._settings
+        login = {"Action": "Login", "Username": s.username, "Secret": s.secret, "Events": s.events}
+        try:
+            reply = await self._request(protocol, link, login, s.connect_timeout, "Login")
+        except _LinkLost as lost:
+            return _Outcome.FAILED, lost.reason
+        first = _replies(reply)[0]
+        if first.get("Response") != "Success":
+            self._refused(first)
+            return _Outcome.REFUSED, "login refused"
+        self._went_up(protocol.banner)
+        try:
+            await self._resync(protocol, link)
+            await self._keep_alive(protocol, link)
+        except _LinkLost as lost:
+            return _Outcome.WAS_UP, lost.reason
+        raise AssertionError("unreachable: the keep-alive loop only ends by _LinkLost")
+
+    async def _resync(self, protocol: _Protocol, link: _Link) -> None:
+        s = self._settings
+        action = {"Action": "CoreShowChannels"}
+        replies = _replies(
+            await self._request(protocol, link, action, s.connect_timeout, "CoreShowChannels")
+        )
+        if replies[0].get("Response") == "Success":
+            channels = [m for m in replies if m.get("Event") == "CoreShowChannel"]
+            log.debug("ami_resynced", channels=len(channels))
+            self._queue.put_nowait(AmiResync(channels))
+        else:
+            log.warning(
+                "ami_resync_refused",
+                host=s.host,
+                user=s.username,
+                message=replies[0].get("Message", ""),
+                hint=RESYNC_HINT,
+            )
+        self._release_held()
+
+    async def _keep_alive(self, protocol: _Protocol, link: _Link) -> None:
+        s = self._settings
+        while True:
+            await asyncio.wait({link.lost}, timeout=s.ping_interval)
+            if link.lost.done():
+                raise _LinkLost(link.lost.result())
+            await self._request(protocol, link, {"Action": "Ping"}, s.ping_timeout, "Ping")
+
+    async def _request(
+        self,
+        protocol: _Protocol,
+        link: _Link,
+        fields: Mapping[str, str],
+        patience: float,
+        what: str,
+    ) -> object:
+        """Send an action and wait for its reply; raise _LinkLost if none comes."""
+        if link.lost.done():
+            raise _LinkLost(link.lost.result())
+        reply = protocol.send_action(fields)
+        await asyncio.wait(
+            {reply, link.lost}, timeout=patience, return_when=asyncio.FIRST_COMPLETED
+        )
+        if reply.done():
+            result: object = reply.result()
+            return result
+        reply.cancel()
+        if link.lost.done():
+            raise _LinkLost(link.lost.result())
+        reason = f"no reply to {what} within {patience:g} s"
+        protocol.abort(reason)
+        raise _LinkLost(reason)
+
+    def _on_event(self, message: AmiMessage) -> None:
+        if self._held is not None:
+            self._held.append(message)
+        else:
+            self._queue.put_nowait(AmiEvent(message))
+
+    def _release_held(self) -> None:
+        held, self._held = self._held or [], None
+        for message in held:
+            self._queue.put_nowait(AmiEvent(message))
+
+    def _went_up(self, banner: str | None) -> None:
+        s = self._settings
+        self._connected = True
+        self._logins += 1
+        self._banner = banner
+        self._state = _State.UP
+        self._refusal_logged = False
+        self._backoff.reset()
+        log.info("ami_connected", host=s.host, port=s.port, user=s.username, banner=banner)
+
+    def _went_down(self, reason: str) -> None:
+        self._connected = False
+        if self._state is _State.DOWN:
+            log.debug("ami_retry_failed", reason=reason)
+            return
+        self._state = _State.DOWN
+        s = self._settings
+        log.warning("ami_disconnected", host=s.host, port=s.port, reason=reason)
+        self._queue.put_nowait(AmiLinkDown(reason))
+
+    def _refused(self, reply: AmiMessage) -> None:
+        s = self._settings
+        if self._state is not _State.DOWN:
+            self._state = _State.DOWN
+            self._queue.put_nowait(AmiLinkDown("login refused"))
+        fields = {"host": s.host, "user": s.username, "message": reply.get("Message", "")}
+        if self._refusal_logged:
+            log.debug("ami_login_refused_again", **fields)
+            return
+        self._refusal_logged = True
+        log.error("ami_login_refused", **fields, hint=AUTH_HINT)
+
+
+def _replies(result: object) -> list[AmiMessage]:
+    """panoramisk's answer to an action (one Message, or a list) as our dicts."""
+    if isinstance(result, list):
+        return [_as_dict(m) for m in result]
+    return [_as_dict(result)]

@@ -1,0 +1,177 @@
+"""The daemon: AMI source → correlator → call log. The composition root.
+
+One task owns the correlator and handles source items strictly in order; the
+AMI reader runs beside it and never waits for us. A bug while handling one
+event is logged and the next event is handled: it must not cost the
+connection or the calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from textback.callview import CallNumbers, verdict_record
+from textback.config import AsteriskConfig, Config
+from textback.core.asterisk import AmiCorrelator
+from textback.core.verdict import CallVerdict, Verdict
+from textback.errors import ConfigError
+from textback.log import get_logger
+from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
+from textback.store import AsyncCallLog
+
+log = get_logger(__name__)
+
+VerdictHook = Callable[[CallVerdict], Awaitable[None]]
+# Past this many seconds idle the loop wakes anyway, so a stalled clock or a
+# lost timer can never leave a finished call undecided for long.
+MAX_IDLE: Final = 60.0
+
+
+def ami_settings(asterisk: AsteriskConfig) -> AmiSettings:
+    if asterisk.secret is None:
+        raise ConfigError(["asterisk: no AMI secret — set secret_file or secret_env"])
+    return AmiSettings(
+        host=asterisk.host,
+        port=asterisk.port,
+        username=asterisk.username,
+        secret=asterisk.secret.reveal(),
+        events=asterisk.events,
+        connect_timeout=asterisk.connect_timeout,
+        ping_interval=asterisk.ping_interval,
+        ping_timeout=asterisk.ping_timeout,
+        reconnect_min=asterisk.reconnect_min,
+        reconnect_max=asterisk.reconnect_max,
+        auth_retry=asterisk.auth_retry,
+    )
+
+
+class Daemon:
+    """Everything ``textback run`` runs, wired from one :class:`Config`."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_verdict: VerdictHook | None = None,
+    ) -> None:
+        if config.asterisk is None:
+            raise ConfigError(
+                ["asterisk: missing table — add [asterisk] with host, port, username"]
+            )
+        self.config = config
+        self.clock = clock
+        self.on_verdict = on_verdict
+        self.correlator = AmiCorrelator(config.correlator_settings())
+        self.source = AmiSource(ami_settings(config.asterisk))
+        # Set whenever no call is in progress: the demo waits on it.
+        self.idle = asyncio.Event()
+        self.idle.set()
+        # AMI events handled so far, and a condition to wait on it.
+        self.events_handled = 0
+        self._progress = asyncio.Condition()
+        self.calls: AsyncCallLog | None = None
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        self.calls = await AsyncCallLog.open(self.config.daemon.database)
+        log.info(
+            "textback_started",
+            database=str(self.config.daemon.database),
+            trunks=",".join(t.name for t in self.config.trunks.trunks),
+        )
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.source.run(), name="ami-source")
+                tasks.create_task(self._pump(), name="correlator")
+        finally:
+            await self.calls.aclose()
+            log.info("textback_stopped")
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            deadline = self.correlator.next_deadline()
+            wait = MAX_IDLE if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                async with asyncio.timeout_at(loop.time() + min(wait, MAX_IDLE)):
+                    item = await self.source.next_item()
+            except TimeoutError:
+                await self._handle(lambda now: self.correlator.on_timer(now))
+                continue
+            match item:
+                case AmiEvent(message=message):
+                    await self._handle(lambda now: self.correlator.feed(message, now))
+                    self.events_handled += 1
+                    async with self._progress:
+                        self._progress.notify_all()
+                case AmiResync(channels=channels):
+                    log.info("ami_resynced", channels=len(channels))
+                    await self._handle(lambda now: self.correlator.resync(channels, now))
+                case AmiLinkDown():
+                    pass
+
+    async def _handle(self, step: Callable[[float], list[CallVerdict]]) -> None:
+        try:
+            verdicts = step(self.clock())
+        except Exception:  # one bad event must not stop the daemon
+            log.exception("event_handling_failed")
+            verdicts = []
+        for verdict in verdicts:
+            try:
+                await self._record(verdict)
+            except Exception:  # keep judging the other calls
+                log.exception("verdict_handling_failed", call_id=verdict.call_id)
+        if self.correlator.calls_in_progress:
+            self.idle.clear()
+        else:
+            self.idle.set()
+
+    async def until_handled(self, count: int) -> None:
+        """Wait until ``count`` AMI events have been handled (handled well or logged)."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self.events_handled >= count)
+
+    async def _record(self, verdict: CallVerdict) -> None:
+        if verdict.verdict is Verdict.IGNORED:
+            log.debug("call_ignored", call_id=verdict.call_id, reason=verdict.reason.value)
+            return
+        numbers = CallNumbers.of(verdict, self.config.trunks)
+        assert self.calls is not None
+        await self.calls.record(
+            verdict, caller_e164=numbers.caller_e164, did_e164=numbers.did_e164, now=self.clock()
+        )
+        record = verdict_record(verdict, self.config.trunks)
+        fields = {
+            k: record[k]
+            for k in ("call_id", "trunk", "caller", "did", "verdict", "reason", "ring_seconds")
+        }
+        if verdict.verdict is Verdict.UNKNOWN:
+            log.warning("call_judged", **fields, note=verdict.note)
+        else:
+            log.info("call_judged", **fields)
+        if self.on_verdict is not None:
+            await self.on_verdict(verdict)
+
+
+async def serve(config: Config) -> int:
+    """``textback run``: run the daemon until SIGTERM or SIGINT; a crash propagates."""
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    running = asyncio.create_task(daemon.run(), name="daemon")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not running.done():
+        running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    return 0
