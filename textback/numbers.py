@@ -131,7 +131,7 @@ def to_e164(raw: str, region: str) -> str | None:
 
 
 # Caller IDs that are words, not numbers: safe to log as they are.
-_NOT_A_NUMBER = frozenset(
+NOT_A_NUMBER = frozenset(
     {
         "anonymous",
         "<unknown>",
@@ -147,7 +147,7 @@ _NOT_A_NUMBER = frozenset(
 
 def mask(number: str) -> str:
     """A caller ID fit for logs: "+14155550101" → "+1415***0101", "101" → "*01"."""
-    if number.lower() in _NOT_A_NUMBER:
+    if number.lower() in NOT_A_NUMBER:
         return number  # "anonymous" says nothing about anyone
     plus = "+" if number.startswith("+") else ""
     body = number[len(plus) :]
