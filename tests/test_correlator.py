@@ -188,6 +188,14 @@ class TestMissedReasons:
         assert p.judged() == [(Verdict.MISSED, Reason.ANONYMOUS)]
         assert p.verdicts[0].anonymous
 
+    def test_newcallerid_restricted_presentation_is_anonymous(self) -> None:
+        """NewCallerid's CID-CallingPres (numeric, described) also withholds the number."""
+        p = pbx()
+        p.new(CALLER)
+        p.send("NewCallerid", CALLER, **{"CID-CallingPres": "32 (Presentation Prohibited)"})
+        p.hangup(CALLER, cause="127")
+        assert p.judged() == [(Verdict.MISSED, Reason.ANONYMOUS)]
+
     def test_outside_business_hours_is_after_hours(self) -> None:
         """A call ending while the business is closed is missed for after_hours."""
         closed_all_week = OpeningHours(timezone="UTC", weekly=((),) * 7)

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from textback.numbers import NOT_A_NUMBER, is_restricted_presentation, is_withheld, mask, to_e164
+from textback.core.callerid import WITHHELD_WORDS, is_restricted_presentation
+from textback.numbers import is_withheld, mask, to_e164
 
 
 class TestToE164:
@@ -175,7 +176,7 @@ class TestMask:
 
         The exception: the handful of words that mean "no number" ("anonymous").
         """
-        assume(number.lower() not in NOT_A_NUMBER)
+        assume(number.lower() not in WITHHELD_WORDS)
         masked = mask(number)
         visible = [c for c in masked if c not in "*+"]
         assert len(visible) <= 8

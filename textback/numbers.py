@@ -6,44 +6,11 @@ PBXes, and a strange one must become "no number", never a crash.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import phonenumbers
 
-# What PBXes and carriers put in the caller-ID field when there is no number.
-_WITHHELD_WORDS: Final = frozenset(
-    {
-        "",
-        "<unknown>",
-        "anonymous",
-        "unknown",
-        "restricted",
-        "private",
-        "unavailable",
-        "withheld",
-        "blocked",
-        "asterisk",
-        "s",
-    }
-)
-
-# Asterisk callerid.h: bits 0x60 of a presentation value are the restriction;
-# 0x20 is "restricted", 0x40 "unavailable", 0x60 is reserved (treated as hidden).
-_AST_PRES_RESTRICTION: Final = 0x60
-
-_RESTRICTED_PRES_NAMES: Final = frozenset(
-    {
-        "prohib_not_screened",
-        "prohib_passed_screen",
-        "prohib_failed_screen",
-        "prohib",
-        "unavailable",
-    }
-)
-
-# "0x20", "32" or NewCallerid's "32 (Presentation Prohibited, Not Screened)".
-_LEADING_NUMBER: Final = re.compile(r"^(0x[0-9a-f]+|\d+)\b")
+from textback.core.callerid import WITHHELD_WORDS, is_withheld_id
 
 _URI_SCHEMES: Final = ("sips:", "sip:", "tel:")
 
@@ -72,25 +39,7 @@ def _user_part(raw: str) -> str:
 
 def is_withheld(raw: str) -> bool:
     """True when the caller ID carries no usable number (anonymous, unknown, all zeros...)."""
-    text = _user_part(raw).lower()
-    if text in _WITHHELD_WORDS:
-        return True
-    digits = [c for c in text if c.isdigit()]
-    return not digits or all(c == "0" for c in digits)
-
-
-def is_restricted_presentation(pres: str) -> bool:
-    """True when an Asterisk CALLERID(pres) value says the number must not be shown."""
-    text = pres.strip().lower()
-    if not text:
-        return False
-    if text in _RESTRICTED_PRES_NAMES or text.startswith("prohib"):
-        return True
-    match = _LEADING_NUMBER.match(text)
-    if match is not None:
-        return bool(int(match.group(1), 0) & _AST_PRES_RESTRICTION)
-    # Descriptions as ast_describe_caller_presentation() writes them.
-    return "prohibited" in text or "restricted" in text or "unavailable" in text
+    return is_withheld_id(_user_part(raw))
 
 
 def _valid_e164(text: str, region: str | None) -> str | None:
@@ -130,24 +79,9 @@ def to_e164(raw: str, region: str) -> str | None:
     return _valid_e164("+" + digits, None)
 
 
-# Caller IDs that are words, not numbers: safe to log as they are.
-NOT_A_NUMBER = frozenset(
-    {
-        "anonymous",
-        "<unknown>",
-        "unknown",
-        "restricted",
-        "private",
-        "unavailable",
-        "withheld",
-        "blocked",
-    }
-)
-
-
 def mask(number: str) -> str:
     """A caller ID fit for logs: "+14155550101" → "+1415***0101", "101" → "*01"."""
-    if number.lower() in NOT_A_NUMBER:
+    if number.lower() in WITHHELD_WORDS:
         return number  # "anonymous" says nothing about anyone
     plus = "+" if number.startswith("+") else ""
     body = number[len(plus) :]

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from fnmatch import fnmatchcase
 
+from textback.core.callerid import is_restricted_presentation, is_withheld_id
 from textback.core.hours import OpeningHours
 from textback.core.trunks import Trunk, TrunkMap
 from textback.core.verdict import CallVerdict, Reason, Verdict
@@ -52,22 +53,6 @@ NON_PERSON_TECHS = frozenset(
         "UnicastRTP",
         "AudioSocket",
         "Bridge",
-    }
-)
-# Caller IDs that carry no number to call back.
-WITHHELD = frozenset(
-    {
-        "",
-        "<unknown>",
-        "anonymous",
-        "unknown",
-        "restricted",
-        "private",
-        "unavailable",
-        "withheld",
-        "blocked",
-        "asterisk",
-        "s",
     }
 )
 _TIMER_SLACK = 16
@@ -351,8 +336,9 @@ class AmiCorrelator:
         if call.kind is not _CallKind.INBOUND:
             return
         if channel is call.origin:
-            pres = event.get("ChanVariable[CALLERID(pres)]", "")
-            if pres.startswith("prohib"):
+            # channelvars CALLERID(pres) on any event, or NewCallerid's own field.
+            pres = event.get("ChanVariable[CALLERID(pres)]", "") or event.get("CID-CallingPres", "")
+            if is_restricted_presentation(pres):
                 call.restricted = True
             if not call.did:
                 call.did = event.get("ChanVariable[FROM_DID]", "")
@@ -640,13 +626,7 @@ class AmiCorrelator:
 
     @staticmethod
     def _anonymous(call: _Call) -> bool:
-        raw = call.caller_raw.lower()
-        return (
-            call.restricted
-            or raw in WITHHELD
-            or not any(c.isdigit() for c in raw)
-            or (set(raw) <= {"0", "+"})
-        )
+        return call.restricted or is_withheld_id(call.caller_raw)
 
     def _judge(self, call: _Call) -> tuple[Verdict, Reason]:
         if call.kind is _CallKind.INTERNAL:
