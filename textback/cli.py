@@ -20,10 +20,8 @@ from textback.replay import UnsupportedCapture, replay_bytes
 
 # sysexits.h: systemd's RestartPreventExitStatus and shell scripts know these.
 EX_OK: Final = 0
-EX_USAGE: Final = 64
 EX_DATAERR: Final = 65
 EX_NOINPUT: Final = 66
-EX_SOFTWARE: Final = 70
 EX_CANTCREAT: Final = 73
 EX_CONFIG: Final = 78
 

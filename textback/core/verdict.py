@@ -54,7 +54,3 @@ class CallVerdict:
     voicemail_left: bool | None = None
     # For `unknown` verdicts: what we could not see. Empty otherwise.
     note: str = ""
-
-    @property
-    def inbound(self) -> bool:
-        return self.verdict is not Verdict.IGNORED
