@@ -90,7 +90,9 @@ def _load(path: Path, *, require_secrets: bool) -> Config | None:
         return load(path, require_secrets=require_secrets)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"{path}: {problem}", file=sys.stderr)
+            # File-level problems already name the file.
+            shown = problem if problem.startswith(str(path)) else f"{path}: {problem}"
+            print(shown, file=sys.stderr)
         return None
 
 
