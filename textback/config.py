@@ -8,16 +8,12 @@ Secret values never appear in a problem line, a repr or a str.
 
 from __future__ import annotations
 
-import difflib
-import json
-import math
-import os
 import re
 import tomllib
 import zoneinfo
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from datetime import date, datetime, time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import date, datetime
 from fnmatch import fnmatchcase
 from itertools import pairwise
 from pathlib import Path
@@ -29,27 +25,23 @@ from textback.core.asterisk import CorrelatorSettings
 from textback.core.hours import Interval, OpeningHours
 from textback.core.trunks import Trunk, TrunkMap
 from textback.errors import ConfigError
+from textback.tomltable import (
+    AMI_SECRET,
+    NOT_SET,
+    Secret,
+    Table,
+    did_you_mean,
+    quote,
+    read_secret,
+    show,
+    unknown_key,
+)
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/textback/textback.toml")
 
 LogFormat = Literal["auto", "logfmt", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 ExternalAnswer = Literal["answered", "missed"]
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A credential. Its value comes out only through ``reveal()``."""
-
-    _value: str = field(repr=False)
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,166 +110,11 @@ class Config:
         )
 
 
-# --- reading values -------------------------------------------------------------------------
-
-_NOT_SET: Final = object()
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _quote(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
-
-
-def _show(value: object) -> str:
-    """A TOML-ish rendering of a value for "got ..." (never used for secrets)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-        return text if len(text) <= 200 else text[:196] + '..."'
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return type(value).__name__
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f'did you mean "{close[0]}"?' if close else None
-
-
-def _unknown_key(where: str, key: str, known: Sequence[str], hints: Mapping[str, str]) -> str:
-    hint = hints.get(key.lower()) or _did_you_mean(key, known)
-    if hint is None:
-        hint = "keys allowed here: " + ", ".join(known) if known else "remove it"
-    return f"{where}: unknown key — {hint}"
-
-
-class _Section:
-    """One TOML table being read: typed getters that record problems under the table's path."""
-
-    def __init__(
-        self,
-        problems: list[str],
-        path: str,
-        data: Mapping[str, object],
-        known: Sequence[str],
-        hints: Mapping[str, str] | None = None,
-    ) -> None:
-        self.problems = problems
-        self.path = path
-        self.data = data
-        self.bad: set[str] = set()
-        for key in data:
-            if key not in known:
-                problems.append(_unknown_key(self.key(key), key, known, hints or {}))
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{_quote(name)}"
-
-    def problem(self, name: str, text: str, index: int | None = None) -> None:
-        self.bad.add(name)
-        where = self.key(name) if index is None else f"{self.key(name)}[{index}]"
-        self.problems.append(f"{where}: {text}")
-
-    def string(self, name: str, default: str, *, fix: str, required: bool = False) -> str:
-        value = self.data.get(name, _NOT_SET)
-        if value is _NOT_SET:
-            if required:
-                self.problem(name, f"missing — {fix}")
-            return default
-        if isinstance(value, str) and value.strip():
-            return value
-        self.problem(name, f"expected a non-empty string, got {_show(value)} — {fix}")
-        return default
-
-    def integer(
-        self, name: str, default: int, *, ok: Callable[[int], bool], expected: str, fix: str
-    ) -> int:
-        value = self.data.get(name, _NOT_SET)
-        if value is _NOT_SET:
-            return default
-        if isinstance(value, int) and not isinstance(value, bool) and ok(value):
-            return value
-        self.problem(name, f"expected {expected}, got {_show(value)} — {fix}")
-        return default
-
-    def number(
-        self, name: str, default: float, *, ok: Callable[[float], bool], expected: str, fix: str
-    ) -> float:
-        value = self.data.get(name, _NOT_SET)
-        if value is _NOT_SET:
-            return default
-        # bool is an int subclass: `timeout = true` must not read as 1 second.
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value) if abs(value) < 1e300 else math.inf
-            if math.isfinite(number) and ok(number):
-                return number
-        self.problem(name, f"expected {expected}, got {_show(value)} — {fix}")
-        return default
-
-    def choice(self, name: str, default: str, choices: Sequence[str], *, fix: str) -> str:
-        value = self.data.get(name, _NOT_SET)
-        if value is _NOT_SET:
-            return default
-        if isinstance(value, str) and value.lower() in choices:
-            return value.lower()
-        hint = _did_you_mean(value.lower(), choices) if isinstance(value, str) else None
-        allowed = ", ".join(f'"{c}"' for c in choices)
-        self.problem(name, f"expected one of {allowed}, got {_show(value)} — {hint or fix}")
-        return default
-
-    def strings(
-        self,
-        name: str,
-        default: tuple[str, ...],
-        *,
-        example: str,
-        check: Callable[[str], str | None] | None = None,
-    ) -> tuple[str, ...]:
-        """An array of strings; items that fail ``check`` are reported by index and dropped."""
-        value = self.data.get(name, _NOT_SET)
-        if value is _NOT_SET:
-            return default
-        if isinstance(value, str):
-            self.problem(
-                name,
-                f"expected an array, got the single string {_show(value)} — "
-                f"wrap it in brackets: {name} = [{_show(value)}]",
-            )
-            return default
-        if not isinstance(value, list):
-            self.problem(
-                name, f"expected an array of strings, got {_show(value)} — e.g. {name} = {example}"
-            )
-            return default
-        items: list[str] = []
-        for index, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                self.problem(
-                    name,
-                    f"expected a non-empty string, got {_show(item)} — e.g. {name} = {example}",
-                    index,
-                )
-                continue
-            error = check(item) if check is not None else None
-            if error is not None:
-                self.problem(name, error, index)
-                continue
-            items.append(item)
-        return tuple(items)
-
-
 # --- [daemon] -------------------------------------------------------------------------------
 
 
 def _daemon(problems: list[str], data: Mapping[str, object], base: Path) -> DaemonConfig:
-    s = _Section(problems, "daemon", data, ("database", "log_format", "log_level"))
+    s = Table(problems, "daemon", data, ("database", "log_format", "log_level"))
     default_db = DaemonConfig().database
     text = s.string(
         "database",
@@ -304,30 +141,28 @@ def _daemon(problems: list[str], data: Mapping[str, object], base: Path) -> Daem
     )
 
 
-def _database_path(s: _Section, text: str, base: Path) -> Path:
+def _database_path(s: Table, text: str, base: Path) -> Path:
     example = '"/var/lib/textback/textback.db"'
     if "\0" in text or text != text.strip():
         s.problem(
-            "database", f"{_show(text)} is not a usable path — write a file path like {example}"
+            "database", f"{show(text)} is not a usable path — write a file path like {example}"
         )
     elif text.startswith("~"):
         # The daemon runs as a system user whose home is not the admin's.
-        s.problem("database", f"{_show(text)} uses ~ — write the full path, e.g. {example}")
+        s.problem("database", f"{show(text)} uses ~ — write the full path, e.g. {example}")
     elif text.endswith(("/", "/.", "/..")) or text in (".", ".."):
-        s.problem(
-            "database", f"{_show(text)} names a directory — name a file in it, e.g. {example}"
-        )
+        s.problem("database", f"{show(text)} names a directory — name a file in it, e.g. {example}")
     else:
         # Relative paths follow the config file, not whatever directory the daemon starts in.
         path = base / text
         if path.is_dir():
             s.problem(
-                "database", f"{_show(text)} is a directory — name a file in it, e.g. {example}"
+                "database", f"{show(text)} is a directory — name a file in it, e.g. {example}"
             )
         elif path.parent.exists() and not path.parent.is_dir():
             s.problem(
                 "database",
-                f"{_show(text)}: {path.parent} is a file, not a directory — "
+                f"{show(text)}: {path.parent} is a file, not a directory — "
                 f"put the database in a directory, e.g. {example}",
             )
         return path
@@ -338,7 +173,7 @@ def _database_path(s: _Section, text: str, base: Path) -> Path:
 
 
 def _business(problems: list[str], data: Mapping[str, object] | None) -> BusinessConfig:
-    s = _Section(problems, "business", data or {}, ("name", "link"))
+    s = Table(problems, "business", data or {}, ("name", "link"))
     where = "add a [business] table with " if data is None else "set "
     name = s.string(
         "name",
@@ -350,9 +185,9 @@ def _business(problems: list[str], data: Mapping[str, object] | None) -> Busines
     raw = s.data.get("link", "")
     fix = 'use a full URL like "https://example.com/book", or "" for no link'
     if not isinstance(raw, str):
-        s.problem("link", f"expected a string, got {_show(raw)} — {fix}")
+        s.problem("link", f"expected a string, got {show(raw)} — {fix}")
     elif raw and not re.fullmatch(r"https?://\S+", raw):
-        s.problem("link", f"{_show(raw)} must start with http:// or https:// — {fix}")
+        s.problem("link", f"{show(raw)} must start with http:// or https:// — {fix}")
     else:
         link = raw
     return BusinessConfig(name=name.strip(), link=link)
@@ -367,10 +202,6 @@ _ASTERISK_KEYS: Final = (
     "secret_env",
 )
 _INLINE_SECRET_KEYS: Final = ("secret", "password", "pass")
-_SECRET_HOWTO: Final = (
-    'set secret_env = "TEXTBACK_AMI_SECRET" (an environment variable holding it) '
-    'or secret_file = "/etc/textback/ami-secret" (a file holding it)'
-)
 # The classes manager.conf's read= and the Login action's Events: understand.
 _AMI_EVENT_CLASSES: Final = (
     "system",
@@ -394,23 +225,21 @@ _AMI_EVENT_CLASSES: Final = (
     "message",
     "all",
 )
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CONVENTIONAL_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 def _asterisk(
     problems: list[str], data: Mapping[str, object], base: Path, require_secrets: bool
 ) -> AsteriskConfig:
     known = (*_ASTERISK_KEYS, *_INLINE_SECRET_KEYS)
-    s = _Section(problems, "asterisk", data, known)
+    s = Table(problems, "asterisk", data, known)
     for key in _INLINE_SECRET_KEYS:
         if key in data:
             # The value is deliberately not shown: it is the secret.
-            s.problem(key, f"secrets may not be written in this file — {_SECRET_HOWTO}")
+            s.problem(key, f"secrets may not be written in this file — {AMI_SECRET.howto}")
     d = AsteriskConfig()
     host = s.string("host", d.host, fix="set it to the PBX's address, usually 127.0.0.1")
     if any(c.isspace() for c in host):
-        s.problem("host", f"{_show(host)} contains whitespace — write just the address")
+        s.problem("host", f"{show(host)} contains whitespace — write just the address")
     port = s.integer(
         "port",
         d.port,
@@ -424,9 +253,9 @@ def _asterisk(
     if any(c.isspace() for c in username):
         s.problem(
             "username",
-            f"{_show(username)} contains whitespace — use the [user] section name in manager.conf",
+            f"{show(username)} contains whitespace — use the [user] section name in manager.conf",
         )
-    secret, source = _secret(s, base, require_secrets)
+    secret, source = read_secret(s, base, require_secrets)
     events = _events(s, d.events)
 
     def seconds(name: str, default: float, why: str) -> float:
@@ -480,92 +309,7 @@ def _asterisk(
     )
 
 
-def _secret(s: _Section, base: Path, require: bool) -> tuple[Secret | None, str]:
-    """The AMI secret and a description of where it comes from.
-
-    Problems name the variable or file, never the value. A value that looks like it could itself
-    be the secret (pasted into secret_env or secret_file by mistake) is not echoed either.
-    """
-    has_file, has_env = "secret_file" in s.data, "secret_env" in s.data
-    if has_file and has_env:
-        s.problem("secret_env", "set together with secret_file — keep only one of the two")
-        return None, ""
-    if not has_file and not has_env:
-        if require:
-            s.problems.append(f"{s.path}: no AMI secret configured — {_SECRET_HOWTO}")
-        return None, ""
-    if has_env:
-        name = s.data["secret_env"]
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-            s.problem(
-                "secret_env",
-                "expected the NAME of an environment variable (letters, digits and _), "
-                'not the secret itself — e.g. secret_env = "TEXTBACK_AMI_SECRET"',
-            )
-            return None, ""
-        shown = name if _CONVENTIONAL_ENV_NAME.fullmatch(name) else "named there"
-        source = f"environment variable {shown}"
-        value = os.environ.get(name, "")
-        if not value:
-            if require:
-                s.problem(
-                    "secret_env",
-                    f"environment variable {shown} is not set or empty — set it in the service's "
-                    "environment (systemd: Environment= or EnvironmentFile=) to the secret from "
-                    "manager.conf",
-                )
-            return None, source
-        return _checked_secret(s, "secret_env", value), source
-
-    raw = s.data["secret_file"]
-    if not isinstance(raw, str) or not raw.strip():
-        s.problem(
-            "secret_file",
-            f"expected a file path, got {'a string' if isinstance(raw, str) else _show(raw)} — "
-            'set it to the file holding the secret, e.g. "/etc/textback/ami-secret"',
-        )
-        return None, ""
-    path = base / raw
-    # A bare word that names no file may be the secret itself, pasted here by mistake.
-    shown = str(path) if "/" in raw or path.exists() else "named there"
-    source = f"file {shown}"
-    fix = (
-        "create it holding only the secret from manager.conf, readable by the user textback runs as"
-    )
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        problem = f"file {shown} does not exist — {fix}"
-    except IsADirectoryError:
-        problem = f"{shown} is a directory — point it at the file that holds the secret"
-    except PermissionError:
-        problem = f"file {shown} cannot be read (permission denied) — {fix}"
-    except OSError as exc:
-        problem = f"file {shown} cannot be read ({exc.strerror}) — {fix}"
-    else:
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            problem = f"file {shown} is not UTF-8 text — {fix}"
-        else:
-            text = text.removesuffix("\n").removesuffix("\r")
-            if text:
-                return _checked_secret(s, "secret_file", text), source
-            problem = f"file {shown} is empty — {fix}"
-    if require:
-        s.problem("secret_file", problem)
-    return None, source
-
-
-def _checked_secret(s: _Section, key: str, value: str) -> Secret | None:
-    # A line break would end the AMI "Secret:" header early and inject whatever follows.
-    if "\n" in value or "\r" in value:
-        s.problem(key, "the secret contains a line break — it must be a single line")
-        return None
-    return Secret(value)
-
-
-def _events(s: _Section, default: str) -> str:
+def _events(s: Table, default: str) -> str:
     value = s.string(
         "events", default, fix=f'use "{default}" or "on" (the AMI Login Events: value)'
     )
@@ -574,19 +318,19 @@ def _events(s: _Section, default: str) -> str:
     if value.strip().lower() in ("off", "no", "false"):
         s.problem(
             "events",
-            f'{_show(value)} turns off the events textback watches calls with — use "{default}"',
+            f'{show(value)} turns off the events textback watches calls with — use "{default}"',
         )
         return default
     classes = [part.strip().lower() for part in value.split(",")]
     for part in classes:
         if part not in _AMI_EVENT_CLASSES:
-            hint = _did_you_mean(part, _AMI_EVENT_CLASSES) or f'use "{default}"'
-            s.problem("events", f"{_show(part)} is not an AMI event class — {hint}")
+            hint = did_you_mean(part, _AMI_EVENT_CLASSES) or f'use "{default}"'
+            s.problem("events", f"{show(part)} is not an AMI event class — {hint}")
             return default
     if "call" not in classes and "all" not in classes:
         s.problem(
             "events",
-            f'{_show(value)} leaves out "call", without which textback sees no calls — '
+            f'{show(value)} leaves out "call", without which textback sees no calls — '
             f'use "{default}"',
         )
         return default
@@ -595,10 +339,10 @@ def _events(s: _Section, default: str) -> str:
 
 def _context_glob_problem(pattern: str) -> str | None:
     if any(c.isspace() for c in pattern):
-        return f"{_show(pattern)} contains whitespace — dialplan context names never do"
+        return f"{show(pattern)} contains whitespace — dialplan context names never do"
     if "/" in pattern:
         return (
-            f"{_show(pattern)} looks like a channel, not a dialplan context — "
+            f"{show(pattern)} looks like a channel, not a dialplan context — "
             'list context names here (e.g. "from-pstn") and channel patterns under channels'
         )
     return None
@@ -620,15 +364,15 @@ def _trunks(problems: list[str], data: object) -> TrunkMap:
         "add a [trunks.<name>] table per carrier, e.g. [trunks.carrier-a] with channels = "
         '["PJSIP/carrier-a-*"]'
     )
-    if data is _NOT_SET or data == {}:
+    if data is NOT_SET or data == {}:
         problems.append(f"trunks: no trunk configured — {howto}")
         return TrunkMap(trunks=())
     if not isinstance(data, dict):
-        problems.append(f"trunks: expected [trunks.<name>] tables, got {_show(data)} — {howto}")
+        problems.append(f"trunks: expected [trunks.<name>] tables, got {show(data)} — {howto}")
         return TrunkMap(trunks=())
     trunks: list[Trunk] = []
     for name, table in data.items():
-        path = f"trunks.{_quote(name)}"
+        path = f"trunks.{quote(name)}"
         if not _TRUNK_NAME.fullmatch(name):
             problems.append(
                 f"{path}: trunk names may use only letters, digits, _ . and - — "
@@ -636,11 +380,11 @@ def _trunks(problems: list[str], data: object) -> TrunkMap:
             )
         if not isinstance(table, dict):
             problems.append(
-                f"{path}: expected a table, got {_show(table)} — write it as [{path}] with "
+                f"{path}: expected a table, got {show(table)} — write it as [{path}] with "
                 f'channels = ["PJSIP/{name}-*"] on the next line'
             )
             continue
-        s = _Section(problems, path, table, ("channels", "contexts", "country"))
+        s = Table(problems, path, table, ("channels", "contexts", "country"))
         channels = s.strings(
             "channels", (), example='["PJSIP/carrier-a-*"]', check=_channel_glob_problem
         )
@@ -657,7 +401,7 @@ def _trunks(problems: list[str], data: object) -> TrunkMap:
 
 
 def _channel_glob_problem(pattern: str) -> str | None:
-    shown = _show(pattern)
+    shown = show(pattern)
     if any(c.isspace() for c in pattern):
         return f"{shown} contains whitespace — channel names never do"
     tech, slash, rest = pattern.partition("/")
@@ -668,7 +412,7 @@ def _channel_glob_problem(pattern: str) -> str | None:
         )
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", tech):
         return (
-            f"{shown}: {_show(tech)} is not a channel technology — start with the driver name "
+            f"{shown}: {show(tech)} is not a channel technology — start with the driver name "
             "as Asterisk prints it: PJSIP/, SIP/, IAX2/ or DAHDI/"
         )
     canonical = _TECHS.get(tech.lower(), tech)
@@ -702,16 +446,16 @@ def _channel_glob_problem(pattern: str) -> str | None:
     return None
 
 
-def _country(s: _Section) -> str:
-    value = s.data.get("country", _NOT_SET)
-    if value is _NOT_SET:
+def _country(s: Table) -> str:
+    value = s.data.get("country", NOT_SET)
+    if value is NOT_SET:
         return "US"
     if isinstance(value, str) and value.upper() in phonenumbers.SUPPORTED_REGIONS:
         return value.upper()
     hint = 'did you mean "GB"?' if isinstance(value, str) and value.upper() == "UK" else None
     s.problem(
         "country",
-        f'expected a two-letter country code such as "US", "CA" or "GB", got {_show(value)} — '
+        f'expected a two-letter country code such as "US", "CA" or "GB", got {show(value)} — '
         + (hint or "use the country whose national number format this carrier sends"),
     )
     return "US"
@@ -721,7 +465,7 @@ def _country(s: _Section) -> str:
 
 
 def _correlation(problems: list[str], data: Mapping[str, object]) -> CorrelationConfig:
-    s = _Section(
+    s = Table(
         problems, "correlation", data, ("grace_seconds", "max_call_age_seconds", "external_answer")
     )
     d = CorrelationConfig()
@@ -763,7 +507,7 @@ _INTERVAL = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
 
 
 def _hours(problems: list[str], data: Mapping[str, object]) -> OpeningHours:
-    s = _Section(problems, "hours", data, ("timezone", *_DAYS, "holidays"), _DAY_HINTS)
+    s = Table(problems, "hours", data, ("timezone", *_DAYS, "holidays"), _DAY_HINTS)
     timezone = s.string(
         "timezone",
         "",
@@ -775,10 +519,10 @@ def _hours(problems: list[str], data: Mapping[str, object]) -> OpeningHours:
         try:
             zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            hint = _did_you_mean(timezone, sorted(zoneinfo.available_timezones()))
+            hint = did_you_mean(timezone, sorted(zoneinfo.available_timezones()))
             s.problem(
                 "timezone",
-                f"{_show(timezone)} is not a known time zone — "
+                f"{show(timezone)} is not a known time zone — "
                 + (hint or 'use an IANA name such as "America/New_York" or "Europe/London"'),
             )
     weekly = tuple(_day(s, day, _DAYS[(i + 1) % 7]) for i, day in enumerate(_DAYS))
@@ -791,7 +535,7 @@ def _hours(problems: list[str], data: Mapping[str, object]) -> OpeningHours:
     return OpeningHours(timezone=timezone, weekly=weekly, holidays=_holidays(s))
 
 
-def _day(s: _Section, day: str, next_day: str) -> tuple[Interval, ...]:
+def _day(s: Table, day: str, next_day: str) -> tuple[Interval, ...]:
     specs = s.strings(
         day, (), example='["08:00-12:00", "13:00-18:00"]', check=lambda x: _interval(x, next_day)[1]
     )
@@ -809,21 +553,21 @@ def _interval(spec: str, next_day: str) -> tuple[Interval, str | None]:
     match = _INTERVAL.fullmatch(spec)
     if match is None:
         return (0, 0), (
-            f'expected "HH:MM-HH:MM", got {_show(spec)} — '
+            f'expected "HH:MM-HH:MM", got {show(spec)} — '
             'write it like "08:00-18:00" (24-hour clock)'
         )
     sh, sm, eh, em = (int(g) for g in match.groups())
     if sh > 23 or sm > 59 or eh > 24 or em > 59 or (eh == 24 and em != 0):
         return (0, 0), (
-            f"{_show(spec)} is not a time range — use times from 00:00 to 23:59 "
+            f"{show(spec)} is not a time range — use times from 00:00 to 23:59 "
             "(24:00 is allowed as the end)"
         )
     start, end = sh * 60 + sm, eh * 60 + em
     if start == end:
-        return (0, 0), f"{_show(spec)} is empty — the end must be after the start"
+        return (0, 0), f"{show(spec)} is empty — the end must be after the start"
     if start > end:
         return (0, 0), (
-            f"{_show(spec)} runs past midnight — split it at midnight: "
+            f"{show(spec)} runs past midnight — split it at midnight: "
             f'"{_hhmm(start, 1440)}" on this day and "{_hhmm(0, end)}" in {next_day}'
         )
     return (start, end), None
@@ -833,13 +577,13 @@ def _hhmm(start: int, end: int) -> str:
     return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
 
 
-def _holidays(s: _Section) -> frozenset[date]:
-    value = s.data.get("holidays", _NOT_SET)
+def _holidays(s: Table) -> frozenset[date]:
+    value = s.data.get("holidays", NOT_SET)
     example = 'holidays = ["2026-12-25", "2027-01-01"]'
-    if value is _NOT_SET:
+    if value is NOT_SET:
         return frozenset()
     if not isinstance(value, list):
-        s.problem("holidays", f"expected an array of dates, got {_show(value)} — e.g. {example}")
+        s.problem("holidays", f"expected an array of dates, got {show(value)} — e.g. {example}")
         return frozenset()
     days: set[date] = set()
     for index, item in enumerate(value):
@@ -855,7 +599,7 @@ def _holidays(s: _Section) -> frozenset[date]:
                 pass
         s.problem(
             "holidays",
-            f'expected a date as "YYYY-MM-DD", got {_show(item)} — e.g. {example}',
+            f'expected a date as "YYYY-MM-DD", got {show(item)} — e.g. {example}',
             index,
         )
     return frozenset(days)
@@ -926,18 +670,18 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         home = _KEY_HOMES.get(key)
         if home is not None and not isinstance(value, dict):
             problems.append(
-                f"{_quote(key)}: unknown top-level key — it belongs in the [{home}] table; "
+                f"{quote(key)}: unknown top-level key — it belongs in the [{home}] table; "
                 f"move it below the [{home}] line"
             )
         else:
-            problems.append(_unknown_key(_quote(key), key, _TABLES, {}))
+            problems.append(unknown_key(quote(key), key, _TABLES, {}))
 
     def table(name: str) -> dict[str, object] | None:
         value = document.get(name)
         if value is None or isinstance(value, dict):
             return value
         problems.append(
-            f"{name}: expected a [{name}] table, got {_show(value)} — "
+            f"{name}: expected a [{name}] table, got {show(value)} — "
             f"write a [{name}] line followed by its keys"
         )
         return {}
@@ -951,7 +695,7 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         if asterisk_table is None
         else _asterisk(problems, asterisk_table, base, require_secrets)
     )
-    trunks = _trunks(problems, document.get("trunks", _NOT_SET))
+    trunks = _trunks(problems, document.get("trunks", NOT_SET))
     correlation = _correlation(problems, table("correlation") or {})
     hours_table = table("hours")
     hours = None if hours_table is None else _hours(problems, hours_table)

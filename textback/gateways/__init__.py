@@ -1,0 +1,1 @@
+"""SMS gateway adapters, chosen by ``[gateway] kind`` in the TOML."""

@@ -1,0 +1,114 @@
+"""The gateway interface: what every SMS adapter, built in or third-party, implements.
+
+An adapter is a class named by ``[gateway] kind`` (a built-in name, an entry
+point in the ``textback.gateways`` group, or ``"package.module:Class"``). It is
+built from its TOML table with no IO (``from_config``: validation only, so
+``check-config`` can run it), started once the daemon runs (``start``: open the
+HTTP session, find the AMI link), asked to ``send`` one text at a time, and
+closed (``aclose``).
+
+``send`` returns a :class:`SendReceipt` or raises :class:`GatewayError` with a
+:class:`FailureKind`; adapters translate their vendor's errors at this edge,
+so nothing above them knows a vendor's codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, Self, TextIO
+
+from textback.errors import TextbackError
+
+# An AMI action for adapters that speak through the PBX (GSM modems):
+# fields in, the response's fields out. Raises PbxError when the link is down.
+AmiAction = Callable[[Mapping[str, str]], Awaitable[Mapping[str, str]]]
+
+
+class FailureKind(StrEnum):
+    """What a failed send means for the outbox."""
+
+    TRANSIENT = "transient"  # try again later: timeouts, 408/429/5xx, throttling
+    OPTED_OUT = "opted_out"  # the provider says this number said STOP: record the opt-out
+    NOT_SMS_CAPABLE = "not_sms_capable"  # landline, unreachable for good: never pay for it again
+    CONFIG = "config"  # our account/sender/region is wrong: stop sending until fixed
+    FILTERED = "filtered"  # carrier or provider spam filter: do not resend the same text
+    PERMANENT = "permanent"  # anything else that will fail the same way again
+
+
+class GatewayError(TextbackError):
+    """A send that did not go through, classified."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        detail: str,
+        *,
+        code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.code = code
+        self.retry_after = retry_after  # seconds, from Retry-After and the like
+        super().__init__(f"{kind.value}: {detail}" + (f" (code {code})" if code else ""))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutgoingSms:
+    to: str  # E.164
+    body: str
+    # Ours, stable across retries of the same text ("textback-<outbox id>"): sent as the
+    # provider's idempotency key or client reference where it has one.
+    reference: str
+    # The number to send from when the route names one (the DID that was called);
+    # None: the adapter's configured sender.
+    sender: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    provider_id: str  # the provider's message id ("" when it gives none)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayContext:
+    """What the running daemon hands an adapter at start."""
+
+    ami_action: AmiAction | None = None  # None when there is no AMI link (no [asterisk])
+    out: TextIO | None = None  # where the console adapter prints (stdout when None)
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+
+class Gateway(Protocol):
+    """One configured SMS gateway."""
+
+    # The kind name as written in the TOML ("twilio").
+    name: str
+    # True when the provider drops a second request with the same reference, so a
+    # send cut off by a crash may be retried without risking a second text.
+    idempotent: bool
+
+    @classmethod
+    def from_config(
+        cls, table: Mapping[str, object], *, path: str, base: Path, require_secrets: bool
+    ) -> Self:
+        """Validate the adapter's TOML table (``path`` is its TOML path, e.g. "gateway").
+
+        No IO beyond reading secret files. Raises ``textback.errors.ConfigError``
+        with one line per problem, each naming the key (use ``textback.tomltable.Table``).
+        ``base`` is the config file's directory, for relative paths.
+        """
+        ...
+
+    async def start(self, context: GatewayContext) -> None:
+        """Open sessions and connections; called once before the first send."""
+        ...
+
+    async def send(self, sms: OutgoingSms) -> SendReceipt:
+        """Send one text. Raises :class:`GatewayError`; never anything else on purpose."""
+        ...
+
+    async def aclose(self) -> None: ...
