@@ -13,11 +13,11 @@ from textback.config import (
     Config,
     CorrelationConfig,
     DaemonConfig,
-    Secret,
     load,
     summary,
 )
 from textback.errors import ConfigError
+from textback.tomltable import Secret
 
 EXAMPLE = Path(__file__).parent.parent / "textback.example.toml"
 SECRET = "pa55-w0rd-do-not-print"

@@ -14,11 +14,12 @@ from structlog.testing import capture_logs
 
 from tests.amihelpers import framed_events
 from tests.conftest import all_captures, expected_of
-from textback.config import Config, Secret
+from textback.config import Config
 from textback.core.verdict import CallVerdict, Verdict
 from textback.service import Daemon
 from textback.simulator import AmiSimulator, SimulatorOptions, parse_events_value
 from textback.store import open_reader
+from textback.tomltable import Secret
 
 PATIENCE = 30.0
 SMALL_CAPTURES = [
