@@ -362,3 +362,23 @@ class TestBadInput:
         assert c.feed({"Event": "Newchannel"}, 1.0) == []
         assert c.feed({}, 1.0) == []
         assert c.ignored_events >= 2
+
+
+class TestNotices:
+    def test_answer_and_dial_out_are_announced_mid_call(self) -> None:
+        """A person answering, and a phone dialling out a trunk, are told before the calls end."""
+        p = pbx()
+        p.new(CALLER)
+        p.new("PJSIP/101-00000002", linked_to=CALLER, state="0")
+        p.dial(CALLER, "PJSIP/101-00000002", "ANSWER")
+        answered = p.correlator.pop_notices()
+        p.new("PJSIP/102-00000003", Exten="4155550199", CallerIDNum="102")
+        p.new("PJSIP/carrier-a-00000004", linked_to="PJSIP/102-00000003", state="0", Exten="s")
+        p.send("NewCallerid", "PJSIP/carrier-a-00000004", CallerIDNum="14155550199")
+        dialed = p.correlator.pop_notices()
+        assert [(n.kind, n.number, n.trunk) for n in answered] == [
+            ("answered", "+14155550199", "carrier-a")
+        ]
+        assert [(n.kind, n.number) for n in dialed] == [("dialed_out", "14155550199")]
+        assert p.correlator.pop_notices() == []
+        assert p.verdicts == []

@@ -33,7 +33,7 @@ from fnmatch import fnmatchcase
 from textback.core.callerid import is_restricted_presentation, is_withheld_id
 from textback.core.hours import OpeningHours
 from textback.core.trunks import Trunk, TrunkMap
-from textback.core.verdict import CallVerdict, Reason, Verdict
+from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
 
 AmiMessage = Mapping[str, str]
 
@@ -137,6 +137,7 @@ class _Call:
     ended_at: float | None = None
     deadline: float = 0.0
     blind: str = ""  # why part of this call was not seen (set on resync)
+    noticed_dial: bool = False
 
 
 def _tech(name: str) -> str:
@@ -157,6 +158,7 @@ class AmiCorrelator:
         self._calls: dict[str, _Call] = {}
         self._bridges: dict[str, dict[str, str]] = {}  # bridge id -> {uniqueid: channel name}
         self._timers: list[tuple[float, str]] = []
+        self._notices: list[CallNotice] = []
         # Events we could not place (unknown channel, missing fields): counted, never raised.
         self.ignored_events = 0
 
@@ -220,6 +222,11 @@ class AmiCorrelator:
             ):
                 call.blind = "answered by the PBX while textback was not connected"
         return self._settle(now)
+
+    def pop_notices(self) -> list[CallNotice]:
+        """Mid-call facts since the last call: answers and numbers dialled out."""
+        notices, self._notices = self._notices, []
+        return notices
 
     def on_timer(self, now: float) -> list[CallVerdict]:
         """Decide every call whose deadline has passed."""
@@ -402,10 +409,26 @@ class AmiCorrelator:
 
     def _on_new_callerid(self, channel: _Channel, event: AmiMessage, now: float) -> None:
         call = channel.call
-        if call.kind is _CallKind.OUTBOUND and channel.kind is _Kind.TRUNK_LEG and not call.did:
-            call.did = event.get("CallerIDNum", "")  # the number the phone dialled out
+        if call.kind is _CallKind.OUTBOUND and channel.kind is _Kind.TRUNK_LEG:
+            # The trunk leg's caller ID is set to the number the phone dialled out.
+            self._dialed_out(call, event.get("CallerIDNum", ""), now)
+
+    def _dialed_out(self, call: _Call, number: str, now: float) -> None:
+        if call.noticed_dial or not any(c.isdigit() for c in number):
+            return
+        call.noticed_dial = True
+        call.did = call.did or number
+        trunk = call.trunk.name if call.trunk is not None else None
+        self._notices.append(CallNotice(kind="dialed_out", number=number, trunk=trunk, at=now))
 
     def _on_dial_begin(self, channel: _Channel, event: AmiMessage, now: float) -> None:
+        call = channel.call
+        if (
+            call.kind is _CallKind.OUTBOUND
+            and self._kind_of(event.get("DestUniqueid", ""), event.get("DestChannel", ""))
+            is _Kind.TRUNK_LEG
+        ):
+            self._dialed_out(call, event.get("DestCallerIDNum", ""), now)
         if channel is channel.call.origin:
             channel.call.active_dials.add(
                 event.get("DestUniqueid", "") or event.get("DestChannel", "")
@@ -509,6 +532,10 @@ class AmiCorrelator:
             call.answered_outside = call.answered_outside or by
             return
         call.answered_at = now
+        trunk = call.trunk.name if call.trunk is not None else None
+        self._notices.append(
+            CallNotice(kind="answered", number=call.caller_raw, trunk=trunk, at=now)
+        )
 
     def _judge_bridge(self, members: Mapping[str, str], now: float) -> None:
         """A bridge joining a channel of an inbound call with a person answers it."""

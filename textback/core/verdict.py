@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 
 class Verdict(StrEnum):
@@ -54,3 +55,18 @@ class CallVerdict:
     voicemail_left: bool | None = None
     # For `unknown` verdicts: what we could not see. Empty otherwise.
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallNotice:
+    """Something seen mid-call that can make a pending text pointless.
+
+    ``answered``: an inbound call from ``number`` was just answered by a person.
+    ``dialed_out``: a phone of ours just dialled ``number`` out through a trunk.
+    Numbers are raw, as the PBX has them; the shell normalises them.
+    """
+
+    kind: Literal["answered", "dialed_out"]
+    number: str
+    trunk: str | None
+    at: float
