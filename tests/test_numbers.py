@@ -5,7 +5,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from textback.core.callerid import WITHHELD_WORDS, is_restricted_presentation
-from textback.numbers import is_withheld, mask, to_e164
+from textback.numbers import is_withheld, mask, national, number_facts, time_zones, to_e164
 
 
 class TestToE164:
@@ -182,3 +182,30 @@ class TestMask:
         assert len(visible) <= 8
         if number.lstrip("+"):
             assert "*" in masked
+
+
+class TestNumberFacts:
+    @pytest.mark.parametrize(
+        ("number", "region", "kind"),
+        [
+            ("+14155550101", "US", "FIXED_LINE_OR_MOBILE"),
+            ("+18005550100", "US", "TOLL_FREE"),
+            ("+19005550100", "US", "PREMIUM_RATE"),
+            ("+18765550100", "JM", "MOBILE"),  # +1 but Jamaica: billed as international
+        ],
+    )
+    def test_region_and_type(self, number: str, region: str, kind: str) -> None:
+        """Region comes from the number itself, not from +1; the type is phonenumbers' name."""
+        facts = number_facts(number)
+        assert (facts.e164, facts.region, facts.kind) == (number, region, kind)
+
+    def test_invalid_and_missing(self) -> None:
+        """No number, or one phonenumbers rejects, is INVALID with no region."""
+        assert number_facts(None).kind == "INVALID"
+        assert number_facts("+1555").kind == "INVALID"
+
+    def test_time_zones_and_national_form(self) -> None:
+        """A New York number is in New York's zone and reads (212) 555-0100 at home."""
+        assert time_zones("+12125550100") == ("America/New_York",)
+        assert time_zones("garbage") == ()
+        assert national("+12125550100") == "(212) 555-0100"

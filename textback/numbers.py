@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Final
 
 import phonenumbers
+import phonenumbers.timezone
+from phonenumbers import PhoneNumberType
 
 from textback.core.callerid import WITHHELD_WORDS, is_withheld_id
+from textback.core.policy import NumberFacts
 
 _URI_SCHEMES: Final = ("sips:", "sip:", "tel:")
 
@@ -91,3 +94,43 @@ def mask(number: str) -> str:
         return f"{plus}{body[:lead]}***{body[-4:]}"
     visible = min(2, max(len(body) - 1, 0))
     return plus + "*" * (len(body) - visible) + body[len(body) - visible :]
+
+
+# PhoneNumberType value -> its name ("MOBILE", "TOLL_FREE", ...), as the policy names them.
+_TYPE_NAMES: Final = {v: n for n, v in vars(PhoneNumberType).items() if n.isupper()}
+
+
+def number_facts(e164: str | None) -> NumberFacts:
+    """Region and line type of a number, for the texting policy."""
+    if e164 is None:
+        return NumberFacts(e164=None, region=None, kind="INVALID")
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return NumberFacts(e164=None, region=None, kind="INVALID")
+    if not phonenumbers.is_valid_number(parsed):
+        return NumberFacts(e164=None, region=None, kind="INVALID")
+    kind = phonenumbers.number_type(parsed)
+    name = next(
+        (n for n, v in vars(PhoneNumberType).items() if v == kind and n.isupper()), "UNKNOWN"
+    )
+    return NumberFacts(e164=e164, region=phonenumbers.region_code_for_number(parsed), kind=name)
+
+
+def time_zones(e164: str) -> tuple[str, ...]:
+    """The recipient's possible time zones; empty when the number does not tell."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return ()
+    zones = phonenumbers.timezone.time_zones_for_number(parsed)
+    return tuple(z for z in zones if z != "Etc/Unknown")
+
+
+def national(e164: str) -> str:
+    """How the number is written at home ("(212) 555-0100"), for templates."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
