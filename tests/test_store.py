@@ -17,7 +17,58 @@ import pytest
 import textback
 from textback.core.verdict import CallVerdict, Reason, Verdict
 from textback.errors import StoreError
-from textback.store import AsyncCallLog, CallLog, iso_utc, open_reader
+from textback.store import (
+    SCHEMA_VERSION,
+    AsyncCallLog,
+    CallLog,
+    Store,
+    iso_utc,
+    open_reader,
+    open_store,
+)
+
+# The schema as textback 0.1 shipped it (schema version 1), frozen here so that a
+# migration is always tested against the files that exist in the field.
+V1_SCHEMA = """
+CREATE TABLE calls (
+    id             INTEGER PRIMARY KEY,
+    pbx            TEXT NOT NULL,
+    call_id        TEXT NOT NULL,
+    trunk          TEXT,
+    verdict        TEXT NOT NULL CHECK (verdict IN ('missed', 'answered', 'unknown')),
+    reason         TEXT NOT NULL,
+    caller_raw     TEXT NOT NULL,
+    caller_e164    TEXT,
+    caller_name    TEXT NOT NULL,
+    anonymous      INTEGER NOT NULL,
+    did            TEXT NOT NULL,
+    did_e164       TEXT,
+    started_at     TEXT NOT NULL,
+    answered_at    TEXT,
+    ended_at       TEXT NOT NULL,
+    ring_seconds   REAL NOT NULL,
+    voicemail_left INTEGER,
+    note           TEXT NOT NULL,
+    recorded_at    TEXT NOT NULL,
+    UNIQUE (pbx, call_id)
+);
+CREATE INDEX calls_caller_started ON calls (caller_e164, started_at);
+CREATE INDEX calls_started ON calls (started_at);
+PRAGMA user_version=1;
+"""
+V1_ROWS = [
+    (
+        "office", "1764274841.12", "carrier-a", "missed", "abandoned", "+14155550101",
+        "+14155550101", "Alice", 0, "+12125550100", "+12125550100",
+        "2026-11-27T20:20:41.871Z", None, "2026-11-27T20:20:54.371Z", 12.5, None, "",
+        "2026-11-27T20:20:54.871Z",
+    ),
+    (
+        "office", "1764274900.13", None, "answered", "answered", "101", None, "", 1, "700",
+        None, "2026-11-27T20:21:40.000Z", "2026-11-27T20:21:44.000Z",
+        "2026-11-27T20:22:40.000Z", 4.0, 1, "", "2026-11-27T20:22:41.000Z",
+    ),
+]  # fmt: skip
 
 STARTED = datetime(2026, 11, 27, 20, 20, 41, 871000, tzinfo=UTC).timestamp()
 REPO_ROOT = Path(textback.__file__).resolve().parents[1]
@@ -66,21 +117,50 @@ def count_rows(path: Path) -> int:
         conn.close()
 
 
+def make_v1_file(path: Path) -> list[tuple[object, ...]]:
+    """A call log written by textback 0.1, with its rows as SELECT * returns them."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(V1_SCHEMA)
+        conn.executemany(f"INSERT INTO calls VALUES (NULL{', ?' * 18})", V1_ROWS)
+        return conn.execute("SELECT * FROM calls ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def raw_query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
 def store_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("textback-store")]
 
 
 class TestOpen:
     def test_creates_and_migrates_a_new_file(self, call_log: CallLog, db_path: Path) -> None:
-        """A new file gets schema version 1, WAL journaling and the calls table."""
+        """A new file gets the latest schema version, WAL journaling and every table."""
         conn = sqlite3.connect(db_path)
         try:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         finally:
             conn.close()
-        assert {"calls", "calls_caller_started", "calls_started"} <= tables
+        assert {
+            "calls",
+            "calls_caller_started",
+            "calls_started",
+            "outbox",
+            "outbox_state_due",
+            "outbox_to_created",
+            "optouts",
+            "not_sms_capable",
+        } <= tables
 
     def test_new_file_is_private(self, call_log: CallLog, db_path: Path) -> None:
         """The file holds callers' numbers, so group and others get no access."""
@@ -94,7 +174,7 @@ class TestOpen:
             assert len(log.recent()) == 1
             conn = open_reader(db_path)
             try:
-                assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+                assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
             finally:
                 conn.close()
 
@@ -125,15 +205,84 @@ class TestOpen:
         """A file written by a newer textback is left alone rather than misread."""
         CallLog.open(db_path).close()
         conn = sqlite3.connect(db_path)
-        conn.execute("PRAGMA user_version=2")
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
         conn.close()
         with pytest.raises(StoreError, match="newer textback"):
             CallLog.open(db_path)
         raw = sqlite3.connect(db_path)
         try:
-            assert raw.execute("PRAGMA user_version").fetchone()[0] == 2
+            assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         finally:
             raw.close()
+
+
+class TestMigration:
+    def test_v1_file_keeps_its_calls_and_gains_the_outbox(self, db_path: Path) -> None:
+        """A 0.1 call log migrates to version 2 with every call row unchanged."""
+        before = make_v1_file(db_path)
+        with open_store(db_path) as store:
+            assert not store.calls.record(
+                make_verdict(), caller_e164="+14155550101", did_e164=None, now=STARTED
+            )
+            assert [r["call_id"] for r in store.calls.recent()] == [
+                "1764274900.13",
+                "1764274841.12",
+            ]
+            assert store.outbox.recent() == []
+            assert store.outbox.add_optout("+14155550101", "manual", STARTED)
+        assert raw_query(db_path, "SELECT * FROM calls ORDER BY id") == before
+        assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert raw_query(db_path, "SELECT e164 FROM optouts") == [("+14155550101",)]
+
+    def test_failed_migration_changes_nothing(self, db_path: Path) -> None:
+        """A migration that fails half-way is rolled back: still version 1, rows intact."""
+        before = make_v1_file(db_path)
+        raw = sqlite3.connect(db_path)
+        raw.execute("CREATE TABLE optouts (whatever)")  # an admin's table in our way
+        raw.commit()
+        raw.close()
+        with pytest.raises(StoreError, match="cannot migrate") as info:
+            open_store(db_path)
+        assert str(db_path) in str(info.value)
+        assert raw_query(db_path, "PRAGMA user_version") == [(1,)]
+        assert raw_query(db_path, "SELECT * FROM calls ORDER BY id") == before
+        tables = {r[0] for r in raw_query(db_path, "SELECT name FROM sqlite_master")}
+        assert "outbox" not in tables
+
+    def test_two_openers_migrate_once(self, db_path: Path) -> None:
+        """Two processes starting on a v1 file at once both open it; the migration runs once."""
+        before = make_v1_file(db_path)
+        script = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from textback.store import open_store\n"
+            "open_store(Path(sys.argv[1])).close()\n"
+        )
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(db_path)],
+                cwd=REPO_ROOT,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for child in children:
+            _, err = child.communicate(timeout=30)
+            assert child.returncode == 0, err
+        assert raw_query(db_path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+        assert raw_query(db_path, "SELECT * FROM calls ORDER BY id") == before
+
+    def test_reader_reads_v1_and_v2(self, db_path: Path) -> None:
+        """open_reader accepts every schema version this textback knows."""
+        make_v1_file(db_path)
+        for _ in range(2):
+            conn = open_reader(db_path)
+            try:
+                assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 2
+            finally:
+                conn.close()
+            open_store(db_path).close()
 
 
 class TestRecord:
@@ -389,6 +538,24 @@ class TestAsyncCallLog:
         await log.aclose()
         with pytest.raises(StoreError, match="closed"):
             await log.recent()
+
+    async def test_alias_shares_the_store_thread(self, db_path: Path) -> None:
+        """AsyncCallLog.open is a Store's call log: closing it closes the store."""
+        log = await AsyncCallLog.open(db_path)
+        assert len(store_threads()) == 1
+        await log.aclose()
+        assert store_threads() == []
+
+    async def test_store_calls_and_outbox_on_one_connection(self, db_path: Path) -> None:
+        """A call and its text written through one Store land in the same file."""
+        async with await Store.open(db_path) as store:
+            assert await store.calls.record(
+                make_verdict(), caller_e164="+14155550101", did_e164=None, now=STARTED + 13
+            )
+            assert await store.outbox.add_optout("+14155550101", "sms", STARTED + 14)
+        with open_store(db_path) as again:
+            assert len(again.calls.recent()) == 1
+            assert again.outbox.is_opted_out("+14155550101")
 
     async def test_open_failure_leaves_no_thread(self, tmp_path: Path) -> None:
         """A failed open raises StoreError and does not leak its worker thread."""

@@ -1,12 +1,16 @@
-"""The call log: one SQLite row per inbound trunk call and its verdict.
+"""The textback database: one SQLite file holding the call log and the outbox.
 
 IO shell over stdlib sqlite3. One connection, one writer: the daemon reaches it
-through :class:`AsyncCallLog`, whose single worker thread serialises every
-statement. Other processes (the CLI, an admin with the sqlite3 shell) read
-through :func:`open_reader` while the daemon runs; WAL makes that safe.
+through :class:`Store`, whose single worker thread serialises every statement
+of both the call log (``store.calls``) and the outbox (``store.outbox``, see
+:mod:`textback.outbox`). Other processes work beside the running daemon: the
+CLI through :func:`open_store` (opt-outs, the outbox listing), an admin's
+sqlite3 shell or :func:`open_reader` for reading. WAL and a busy timeout make
+that safe.
 
-Times are ISO-8601 UTC text with milliseconds, so the file reads well without
-textback. Verdicts carry Unix seconds; conversion happens only here.
+Call-log times are ISO-8601 UTC text with milliseconds, so the file reads
+well without textback; verdicts carry Unix seconds and conversion happens only
+here. Outbox times stay Unix seconds, because SQL compares them.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self, TypeVar
+from typing import Final, Literal, Self, TypeVar
 
+from textback.core.policy import History
 from textback.core.verdict import CallVerdict, Verdict
 from textback.errors import StoreError
+from textback.outbox import Outbox, OutboxRow, migrate_2_outbox
 
 _T = TypeVar("_T")
 
@@ -65,7 +71,10 @@ def _migrate_1_calls(conn: sqlite3.Connection) -> None:
 
 # Migration N is _MIGRATIONS[N - 1]; PRAGMA user_version records the last one applied.
 # Append only: never edit a migration that has shipped.
-_MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_migrate_1_calls,)
+_MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
+    _migrate_1_calls,
+    migrate_2_outbox,
+)
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -106,17 +115,21 @@ def _create_private(path: Path) -> None:
     os.close(fd)
 
 
-class CallLog:
-    """Synchronous call log owning one sqlite3 connection; use it from one thread only."""
+class Database:
+    """One open, migrated textback file: the connection, usable from one thread only."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self._closed = False
-        self.path = path
+        self._path = path
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     @classmethod
-    def open(cls, path: Path) -> CallLog:
-        """Open (creating if needed) and migrate the call log at ``path``.
+    def open(cls, path: Path) -> Database:
+        """Open (creating if needed) and migrate the database at ``path``.
 
         Raises:
             StoreError: the directory is missing, the file cannot be opened, is
@@ -124,7 +137,7 @@ class CallLog:
         """
         if not path.parent.is_dir():
             raise StoreError(
-                f"cannot open the call log {path}: directory {path.parent} does not exist; "
+                f"cannot open the database {path}: directory {path.parent} does not exist; "
                 f"create it (mkdir -p {path.parent}) or, under systemd, set "
                 f"StateDirectory=textback in the unit"
             )
@@ -132,15 +145,49 @@ class CallLog:
             _create_private(path)
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the call log {path}: {exc}") from exc
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
         try:
             _configure(conn, path)
             _migrate(conn, path)
         except BaseException:
             conn.close()
             raise
-        conn.row_factory = sqlite3.Row
         return cls(conn, path)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def live(self) -> sqlite3.Connection:
+        """The connection; StoreError once closed."""
+        if self._closed:
+            raise StoreError(f"the database {self._path} is closed")
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._conn.close()
+
+
+class CallLog:
+    """The calls table on one connection; use it from the connection's thread only.
+
+    Closing it closes its database (shared with the outbox under a store).
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @classmethod
+    def open(cls, path: Path) -> CallLog:
+        """Open the database at ``path`` for the call log alone (see :meth:`Database.open`)."""
+        return cls(Database.open(path))
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
 
     def record(
         self, verdict: CallVerdict, *, caller_e164: str | None, did_e164: str | None, now: float
@@ -178,30 +225,30 @@ class CallLog:
             "note": verdict.note,
             "recorded_at": iso_utc(now),
         }
+        conn = self._db.live()
         try:
-            cursor = self._live().execute(_INSERT, row)
+            cursor = conn.execute(_INSERT, row)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to the call log {self.path}: {exc}") from exc
+            raise StoreError(f"cannot write to the call log in {self.path}: {exc}") from exc
         return cursor.rowcount == 1
 
     def recent(self, limit: int = 50) -> list[dict[str, object]]:
         """The newest ``limit`` calls, newest first, with 0/1 columns as booleans."""
         if limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
+        conn = self._db.live()
         try:
-            rows = (
-                self._live()
-                .execute("SELECT * FROM calls ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
-                .fetchall()
+            cursor = conn.execute(
+                "SELECT * FROM calls ORDER BY started_at DESC, id DESC LIMIT ?", (limit,)
             )
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the call log {self.path}: {exc}") from exc
-        return [_row_dict(row) for row in rows]
+            raise StoreError(f"cannot read the call log in {self.path}: {exc}") from exc
+        return [_row_dict(names, row) for row in rows]
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -214,14 +261,9 @@ class CallLog:
     ) -> None:
         self.close()
 
-    def _live(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"the call log {self.path} is closed")
-        return self._conn
 
-
-def _row_dict(row: sqlite3.Row) -> dict[str, object]:
-    out: dict[str, object] = dict(zip(row.keys(), tuple(row), strict=True))
+def _row_dict(names: list[str], row: tuple[object, ...]) -> dict[str, object]:
+    out: dict[str, object] = dict(zip(names, row, strict=True))
     out["anonymous"] = bool(out["anonymous"])
     if out["voicemail_left"] is not None:
         out["voicemail_left"] = bool(out["voicemail_left"])
@@ -232,28 +274,31 @@ def _configure(conn: sqlite3.Connection, path: Path) -> None:
     try:
         # The first statement that reads the header: a non-database fails here.
         (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
-        conn.execute("PRAGMA synchronous=NORMAL")
+        # FULL: a commit is on disk before the call returns. The outbox marks a
+        # text dispatched just before sending it; after a power cut that mark
+        # must still be there, or the text could go out twice.
+        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the call log {path}: {exc}") from exc
+        raise StoreError(f"cannot open the database {path}: {exc}") from exc
     if str(mode).lower() != "wal":
         # Readers beside the running daemon depend on WAL (network filesystems refuse it).
         raise StoreError(
-            f"the call log {path} cannot use WAL journaling (got {mode!r}); "
+            f"the database {path} cannot use WAL journaling (got {mode!r}); "
             f"put it on a local filesystem"
         )
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     try:
-        # IMMEDIATE takes the write lock first, so two starting daemons cannot both migrate.
+        # IMMEDIATE takes the write lock first, so two starting processes cannot both migrate.
         conn.execute("BEGIN IMMEDIATE")
         try:
             (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"the call log {path} has schema version {version}, but this textback "
+                    f"the database {path} has schema version {version}, but this textback "
                     f"only knows up to {SCHEMA_VERSION}: it was written by a newer textback; "
                     f"upgrade textback or use another file"
                 )
@@ -262,35 +307,108 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             # PRAGMA takes no parameters; number is an int from our own table.
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION:d}")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot migrate the call log {path}: {exc}") from exc
+        raise StoreError(f"cannot migrate the database {path}: {exc}") from exc
 
 
-class AsyncCallLog:
-    """The daemon's call log: every call runs on one worker thread, in submission order.
+class SyncStore:
+    """The database with its call log and outbox, for one thread (the CLI, the demo, tests)."""
 
-    A cancelled ``await`` does not stop a statement already handed to the
-    worker; that is harmless because ``record`` is idempotent per call.
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.calls = CallLog(db)
+        self.outbox = Outbox(db)
+
+    @classmethod
+    def open(cls, path: Path) -> SyncStore:
+        """Open (creating if needed) and migrate; see :meth:`Database.open`."""
+        return cls(Database.open(path))
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    def close(self) -> None:
+        """Idempotent."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_store(path: Path) -> SyncStore:
+    """The database for a process beside the daemon that also writes (opt-outs).
+
+    Its writes wait up to the busy timeout for the daemon's, never fail at once.
+    """
+    return SyncStore.open(path)
+
+
+class _Worker:
+    """The one thread that owns the connection: every job runs there, in submission order.
+
+    A cancelled ``await`` does not stop a job already handed over; every job
+    is either idempotent or a guarded state transition, so that is harmless.
     """
 
-    def __init__(self, log: CallLog, executor: ThreadPoolExecutor) -> None:
-        self._log = log
+    def __init__(self, store: SyncStore, executor: ThreadPoolExecutor) -> None:
+        self.store = store
         self._executor = executor
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path) -> AsyncCallLog:
-        """Open and migrate the call log on a fresh worker thread (see :meth:`CallLog.open`)."""
+    async def start(cls, path: Path) -> _Worker:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="textback-store")
         try:
-            log = await asyncio.get_running_loop().run_in_executor(executor, CallLog.open, path)
+            store = await asyncio.get_running_loop().run_in_executor(executor, SyncStore.open, path)
         except BaseException:
             executor.shutdown(wait=True)
             raise
-        return cls(log, executor)
+        return cls(store, executor)
+
+    async def run(self, job: Callable[[], _T]) -> _T:
+        if self._closed:
+            raise StoreError(f"the database {self.store.path} is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    async def aclose(self) -> None:
+        """Close the connection on its own thread, then stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.close)
+        finally:
+            # The queue is empty now, so this only joins an idle thread.
+            self._executor.shutdown(wait=True)
+
+
+class AsyncCallLog:
+    """The daemon's call log, on the store's worker thread.
+
+    Closing it closes the store it belongs to.
+    """
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        self._log = worker.store.calls
+
+    @classmethod
+    async def open(cls, path: Path) -> AsyncCallLog:
+        """Open a :class:`Store` and use only its call log."""
+        return (await Store.open(path)).calls
 
     @property
     def path(self) -> Path:
@@ -300,7 +418,7 @@ class AsyncCallLog:
         self, verdict: CallVerdict, *, caller_e164: str | None, did_e164: str | None, now: float
     ) -> bool:
         """See :meth:`CallLog.record`."""
-        return await self._run(
+        return await self._worker.run(
             functools.partial(
                 self._log.record, verdict, caller_e164=caller_e164, did_e164=did_e164, now=now
             )
@@ -308,18 +426,10 @@ class AsyncCallLog:
 
     async def recent(self, limit: int = 50) -> list[dict[str, object]]:
         """See :meth:`CallLog.recent`."""
-        return await self._run(functools.partial(self._log.recent, limit))
+        return await self._worker.run(functools.partial(self._log.recent, limit))
 
     async def aclose(self) -> None:
-        """Close the connection on its own thread, then stop the thread. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._log.close)
-        finally:
-            # The queue is empty now, so this only joins an idle thread.
-            self._executor.shutdown(wait=True)
+        await self._worker.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -332,34 +442,181 @@ class AsyncCallLog:
     ) -> None:
         await self.aclose()
 
-    async def _run(self, job: Callable[[], _T]) -> _T:
-        if self._closed:
-            raise StoreError(f"the call log {self._log.path} is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+class AsyncOutbox:
+    """The daemon's outbox, on the store's worker thread: each method as :class:`Outbox`'s."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        self._outbox = worker.store.outbox
+
+    async def accept(
+        self,
+        *,
+        pbx: str,
+        call_id: str,
+        to_e164: str | None,
+        body: str,
+        template: str | None,
+        gateway: str,
+        state: Literal["pending", "suppressed"],
+        reason: str,
+        created_at: float,
+        send_at: float,
+        expires_at: float,
+        now: float,
+    ) -> int | None:
+        return await self._worker.run(
+            functools.partial(
+                self._outbox.accept,
+                pbx=pbx,
+                call_id=call_id,
+                to_e164=to_e164,
+                body=body,
+                template=template,
+                gateway=gateway,
+                state=state,
+                reason=reason,
+                created_at=created_at,
+                send_at=send_at,
+                expires_at=expires_at,
+                now=now,
+            )
+        )
+
+    async def claim_due(self, now: float, limit: int = 10) -> list[OutboxRow]:
+        return await self._worker.run(functools.partial(self._outbox.claim_due, now, limit))
+
+    async def mark_dispatched(self, row_id: int, now: float) -> bool:
+        return await self._worker.run(functools.partial(self._outbox.mark_dispatched, row_id, now))
+
+    async def mark_sent(self, row_id: int, provider_id: str, now: float) -> bool:
+        return await self._worker.run(
+            functools.partial(self._outbox.mark_sent, row_id, provider_id, now)
+        )
+
+    async def mark_retry(
+        self, row_id: int, *, next_attempt_at: float, error: str, kind: str, now: float
+    ) -> bool:
+        return await self._worker.run(
+            functools.partial(
+                self._outbox.mark_retry,
+                row_id,
+                next_attempt_at=next_attempt_at,
+                error=error,
+                kind=kind,
+                now=now,
+            )
+        )
+
+    async def mark_failed(self, row_id: int, *, kind: str, error: str, now: float) -> bool:
+        return await self._worker.run(
+            functools.partial(self._outbox.mark_failed, row_id, kind=kind, error=error, now=now)
+        )
+
+    async def cancel_pending(self, to_e164: str, reason: str, now: float) -> list[int]:
+        return await self._worker.run(
+            functools.partial(self._outbox.cancel_pending, to_e164, reason, now)
+        )
+
+    async def expire(self, now: float) -> list[int]:
+        return await self._worker.run(functools.partial(self._outbox.expire, now))
+
+    async def recover(
+        self, now: float, *, idempotent: bool, gateway: str | None = None
+    ) -> tuple[list[int], list[int]]:
+        return await self._worker.run(
+            functools.partial(self._outbox.recover, now, idempotent=idempotent, gateway=gateway)
+        )
+
+    async def next_due(self) -> float | None:
+        return await self._worker.run(self._outbox.next_due)
+
+    async def history(self, to_e164: str, now: float) -> History:
+        return await self._worker.run(functools.partial(self._outbox.history, to_e164, now))
+
+    async def add_optout(self, e164: str, source: str, now: float) -> bool:
+        return await self._worker.run(functools.partial(self._outbox.add_optout, e164, source, now))
+
+    async def remove_optout(self, e164: str) -> bool:
+        return await self._worker.run(functools.partial(self._outbox.remove_optout, e164))
+
+    async def is_opted_out(self, e164: str) -> bool:
+        return await self._worker.run(functools.partial(self._outbox.is_opted_out, e164))
+
+    async def list_optouts(self) -> list[tuple[str, str, float]]:
+        return await self._worker.run(self._outbox.list_optouts)
+
+    async def mark_not_sms_capable(self, e164: str, code: str, now: float) -> bool:
+        return await self._worker.run(
+            functools.partial(self._outbox.mark_not_sms_capable, e164, code, now)
+        )
+
+    async def recent(self, limit: int = 50) -> list[OutboxRow]:
+        return await self._worker.run(functools.partial(self._outbox.recent, limit))
+
+    async def get(self, row_id: int) -> OutboxRow | None:
+        return await self._worker.run(functools.partial(self._outbox.get, row_id))
+
+
+class Store:
+    """The daemon's database: call log and outbox on one connection and one worker thread."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        self.calls = AsyncCallLog(worker)
+        self.outbox = AsyncOutbox(worker)
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open and migrate on a fresh worker thread (see :meth:`Database.open`).
+
+        A failed open leaves no thread behind.
+        """
+        return cls(await _Worker.start(path))
+
+    @property
+    def path(self) -> Path:
+        return self._worker.store.path
+
+    async def aclose(self) -> None:
+        """Close the connection, then stop the thread. Idempotent."""
+        await self._worker.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 def open_reader(path: Path) -> sqlite3.Connection:
     """A read-only connection (rows as sqlite3.Row) for a process beside the daemon.
 
     Raises:
-        StoreError: the file is missing, not a database, or not a call log this
-            textback can read.
+        StoreError: the file is missing, not a database, or not a textback
+            database this textback can read.
     """
     uri = path.resolve().as_uri() + "?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot open the call log {path} for reading: {exc}") from exc
+        raise StoreError(f"cannot open the database {path} for reading: {exc}") from exc
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
     except sqlite3.Error as exc:
         conn.close()
-        raise StoreError(f"cannot read the call log {path}: {exc}") from exc
+        raise StoreError(f"cannot read the database {path}: {exc}") from exc
     if not 1 <= version <= SCHEMA_VERSION:
         conn.close()
         raise StoreError(
-            f"{path} is not a call log this textback can read (schema version {version}, "
-            f"known: 1 to {SCHEMA_VERSION})"
+            f"{path} is not a textback database this textback can read (schema version "
+            f"{version}, known: 1 to {SCHEMA_VERSION})"
         )
     conn.row_factory = sqlite3.Row
     return conn

@@ -23,8 +23,13 @@ class OpeningHours:
     holidays: frozenset[date] = frozenset()
 
     def is_open(self, epoch: float) -> bool:
+        """Whether the business is open at ``epoch``: not a holiday, inside a weekday interval."""
         local = datetime.fromtimestamp(epoch, ZoneInfo(self.timezone))
         if local.date() in self.holidays:
             return False
         minute = local.hour * 60 + local.minute
         return any(start <= minute < end for start, end in self.weekly[local.weekday()])
+
+    def is_holiday(self, epoch: float) -> bool:
+        """Whether ``epoch`` falls on one of the holidays, by the business's local date."""
+        return datetime.fromtimestamp(epoch, ZoneInfo(self.timezone)).date() in self.holidays

@@ -48,11 +48,15 @@ class GatewayError(TextbackError):
         *,
         code: str = "",
         retry_after: float | None = None,
+        maybe_sent: bool = False,
     ) -> None:
         self.kind = kind
         self.detail = detail
         self.code = code
         self.retry_after = retry_after  # seconds, from Retry-After and the like
+        # True when the request may have reached the provider (a timeout or a
+        # dropped connection after sending): retrying could text twice.
+        self.maybe_sent = maybe_sent
         super().__init__(f"{kind.value}: {detail}" + (f" (code {code})" if code else ""))
 
 
