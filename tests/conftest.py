@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from textback.config import Config, load
+from textback.log import reset
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -45,3 +47,10 @@ def all_captures() -> list[Path]:
 @pytest.fixture(scope="session")
 def example_config() -> Config:
     return load(EXAMPLE_CONFIG, require_secrets=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """CLI tests configure logging onto pytest's captured stderr; undo that after each test."""
+    yield
+    reset()

@@ -16,6 +16,16 @@ from textback.config import (
     load,
     summary,
 )
+from textback.config_delivery import (
+    BUILTIN_DEFAULT,
+    BUILTIN_DEFAULT_WITH_LINK,
+    MISSED_REASONS,
+    SendingConfig,
+    gateway_settings,
+)
+from textback.core.policy import PolicySettings
+from textback.core.templates import KINDS, Route, lint
+from textback.core.window import SendingWindow
 from textback.errors import ConfigError
 from textback.tomltable import Secret
 
@@ -62,6 +72,89 @@ class TestExampleFile:
         assert config.hours.timezone == "America/New_York"
         assert config.hours.weekly == ((((8 * 60, 18 * 60),),) * 5 + ((), ()))
         assert frozenset({date(2026, 12, 25), date(2027, 1, 1)}) == config.hours.holidays
+
+    def test_delivery_tables(self) -> None:
+        """The example's policy, templates, sending and gateway are the documented defaults."""
+        config = load(EXAMPLE, require_secrets=False)
+
+        assert dataclasses.replace(config.policy, reasons={}) == PolicySettings()
+        assert dict.fromkeys(MISSED_REASONS, "yes") == config.policy.reasons
+        assert list(config.templates.templates) == [
+            "default",
+            "after_hours",
+            "holiday",
+            "voicemail",
+        ]
+        assert config.templates.routes == ()
+        assert (config.templates.business, config.templates.link) == (
+            "Acme Plumbing",
+            "https://acme.example/book",
+        )
+        assert SendingConfig(timezone="America/New_York") == config.sending
+        assert config.gateway.name == "console"
+
+    def test_templates_lint_clean(self) -> None:
+        """Every example text lints with no error or warning: one segment each."""
+        config = load(EXAMPLE, require_secrets=False)
+
+        levels = [
+            f.level
+            for text in config.templates.templates.values()
+            for f in lint("x", text, business="Acme Plumbing", link="https://acme.example/book")
+        ]
+
+        assert levels == ["info"] * 4
+        assert len(config.notices) == 4
+        assert all(": 1 SMS segment (GSM-7, " in n for n in config.notices)
+
+    def test_commented_template_examples_load(self, tmp_path: Path) -> None:
+        """The commented custom template and route, switched on, load with no new notice."""
+        text = EXAMPLE.read_text()
+        [custom] = re.findall(r"^# queue = .*$", text, re.M)
+        [route] = re.findall(r"^# \[\[templates\.route\]\]\n(?:# .*\n)*", text, re.M)
+        text = text.replace('queue_abandoned = "yes"', 'queue_abandoned = "queue"')
+        text = text.replace(custom, custom[2:]).replace(route, re.sub("^# ", "", route, flags=re.M))
+
+        config = load(write(tmp_path, text), require_secrets=False)
+
+        assert config.policy.reasons["queue_abandoned"] == "queue"
+        [emergency] = config.templates.routes
+        assert (emergency.name, emergency.dids, emergency.link) == (
+            "emergency",
+            ("+15555550199",),
+            "",
+        )
+        assert len(config.notices) == 6
+        assert all(": 1 SMS segment (GSM-7, " in n for n in config.notices)
+
+    @pytest.mark.parametrize(
+        "kind",
+        [
+            "twilio",
+            "signalwire",
+            "telnyx",
+            "vonage",
+            "plivo",
+            "voipms",
+            "webhook",
+            "smtp",
+            "ami_modem",
+        ],
+    )
+    def test_gateway_examples_load(self, tmp_path: Path, kind: str) -> None:
+        """Each commented gateway example, uncommented in place of console, loads as-is."""
+        text = EXAMPLE.read_text()
+        [block] = re.findall(rf'^# \[gateway\]\n# kind = "{kind}"\n(?:# .*\n)*', text, re.M)
+        active = '\n[gateway]\nkind = "console"\n'
+        assert active in text
+
+        config = load(
+            write(tmp_path, text.replace(active, "\n" + re.sub("^# ", "", block, flags=re.M))),
+            require_secrets=False,
+        )
+
+        assert config.gateway.name == kind
+        assert config.notices == load(EXAMPLE, require_secrets=False).notices
 
     def test_trunks_match_lab_channels(self) -> None:
         """The example's trunks claim the lab's carrier channels and not its desk phones."""
@@ -122,13 +215,24 @@ class TestExampleFile:
             ("# [trunks.pstn]", {"contexts", "country"}),
             ("[correlation]", {f.name for f in dataclasses.fields(CorrelationConfig)}),
             ("[hours]", {"timezone", "mon", "tue", "wed", "thu", "fri", "sat", "sun", "holidays"}),
+            (
+                "[policy]",
+                {f.name for f in dataclasses.fields(PolicySettings)}
+                - {"cooldown_seconds", "reasons"}
+                | {"cooldown_hours"},
+            ),
+            ("[policy.reasons]", set(MISSED_REASONS)),
+            ("[templates]", set(KINDS)),
+            ("# [[templates.route]]", {"name", "dids", "trunks", "business", "link", "templates"}),
+            ("[sending]", {f.name for f in dataclasses.fields(SendingConfig)}),
+            ("[gateway]", {"kind"}),
         ],
     )
     def test_documents_every_key(self, header: str, keys: set[str]) -> None:
         """Every setting appears in the example under its table, set or commented out."""
         section = EXAMPLE.read_text().split(f"\n{header}\n", 1)[1].split("\n[", 1)[0]
 
-        missing = {k for k in keys if not re.search(rf"^(# )?{k} = ", section, re.MULTILINE)}
+        missing = {k for k in keys if not re.search(rf"^(# )?{k} +=", section, re.MULTILINE)}
 
         assert missing == set()
 
@@ -691,3 +795,742 @@ class TestSummary:
 
         assert "asterisk: not configured (no [asterisk] table)" in lines
         assert "hours: not configured (no [hours] table)" in lines
+
+
+# --- delivery tables -------------------------------------------------------------------------
+
+STOP = "Reply STOP to opt out."
+TEMPLATES = f'[templates]\ndefault = "Hi, this is {{business}}. {STOP}"\n'
+ROUTE = "[[templates.route]]\n"
+
+# (id, text after MINIMAL, expected key, fragment the line must contain).
+DELIVERY_ERROR_CASES = [
+    (
+        "region",
+        '[policy]\nallowed_regions = ["USA"]\n',
+        "policy.allowed_regions[0]",
+        'expected a two-letter region code such as "US", "CA" or "GB", got "USA"',
+    ),
+    ("region-uk", '[policy]\nallowed_regions = ["UK"]\n', "policy.allowed_regions[0]", '"GB"?'),
+    (
+        "regions-empty",
+        "[policy]\nallowed_regions = []\n",
+        "policy.allowed_regions",
+        "is empty, so no caller could ever be texted",
+    ),
+    (
+        "regions-string",
+        '[policy]\nallowed_regions = "US"\n',
+        "policy.allowed_regions",
+        'wrap it in brackets: allowed_regions = ["US"]',
+    ),
+    (
+        "number-type",
+        '[policy]\nrefused_types = ["PREMIUM"]\n',
+        "policy.refused_types[0]",
+        '"PREMIUM" is not a phone number type — did you mean "PREMIUM_RATE"?',
+    ),
+    (
+        "cooldown",
+        "[policy]\ncooldown_hours = -1\n",
+        "policy.cooldown_hours",
+        "expected a number of hours of 0 or more, got -1",
+    ),
+    (
+        "cooldown-name",
+        "[policy]\ncooldown = 24\n",
+        "policy.cooldown",
+        'unknown key — did you mean "cooldown_hours"?',
+    ),
+    (
+        "per-hour",
+        "[policy]\nmax_per_hour = 0\n",
+        "policy.max_per_hour",
+        "expected a whole number greater than 0, got 0",
+    ),
+    ("per-day-float", "[policy]\nmax_per_day = 2.5\n", "policy.max_per_day", "got 2.5"),
+    (
+        "caps-order",
+        "[policy]\nmax_per_hour = 50\nmax_per_day = 40\n",
+        "policy.max_per_hour",
+        "50 is more than max_per_day (40) — make max_per_hour the smaller of the two",
+    ),
+    (
+        "allow-spaces",
+        '[policy]\nallow = ["+1 (555) 555-0123"]\n',
+        "policy.allow[0]",
+        'contains spaces or punctuation — write "+15555550123"',
+    ),
+    (
+        "deny-national",
+        '[policy]\ndeny = ["5555550123"]\n',
+        "policy.deny[0]",
+        "has no country code — write it in E.164 form",
+    ),
+    (
+        "deny-class",
+        '[policy]\ndeny = ["+1[89]00*"]\n',
+        "policy.deny[0]",
+        "is not an E.164 number or pattern — write +, then digits, with * for any digits",
+    ),
+    (
+        "internal-long",
+        '[policy]\ninternal = ["+1234567890123456"]\n',
+        "policy.internal[0]",
+        "has more than 15 digits",
+    ),
+    (
+        "internal-word",
+        '[policy]\ninternal = ["ext101"]\n',
+        "policy.internal[0]",
+        "is not an E.164 number or pattern",
+    ),
+    (
+        "min-ring",
+        "[policy]\nmin_ring_seconds = -2\n",
+        "policy.min_ring_seconds",
+        "expected a number of seconds from 0 to 300, got -2",
+    ),
+    (
+        "reasons-not-table",
+        '[policy]\nreasons = "no"\n',
+        "policy.reasons",
+        "expected a [policy.reasons] table",
+    ),
+    (
+        "reason-typo",
+        '[policy.reasons]\nvoicemal = "no"\n',
+        "policy.reasons.voicemal",
+        'did you mean "voicemail"?',
+    ),
+    (
+        "reason-answered",
+        '[policy.reasons]\nanswered = "no"\n',
+        "policy.reasons.answered",
+        "unknown key — answered calls are never texted — remove it",
+    ),
+    (
+        "reason-anonymous",
+        '[policy.reasons]\nanonymous = "yes"\n',
+        "policy.reasons.anonymous",
+        "have none to text, so this cannot be switched on — remove the line",
+    ),
+    (
+        "reason-type",
+        "[policy.reasons]\nbusy = 1\n",
+        "policy.reasons.busy",
+        'expected "yes", "no" or a template name, got 1 — use one of "yes", "no", "default"',
+    ),
+    (
+        "reason-template",
+        '[policy.reasons]\nvoicemail = "vm"\n' + TEMPLATES,
+        "policy.reasons.voicemail",
+        'no template named "vm" in [templates] — define templates.vm = "...", or use one of '
+        '"yes", "no", "default"',
+    ),
+    (
+        "reason-template-typo",
+        '[policy.reasons]\nqueue_abandoned = "queu"\n'
+        + TEMPLATES
+        + f'queue = "Sorry about the wait - {{business}}. {STOP}"\n',
+        "policy.reasons.queue_abandoned",
+        'no template named "queu" in [templates] — did you mean "queue"?',
+    ),
+    (
+        "no-default",
+        f'[templates]\nafter_hours = "{{business}} is closed. {STOP}"\n',
+        "templates.default",
+        'missing — add default = "Hi, this is {business}',
+    ),
+    (
+        "empty-text",
+        '[templates]\ndefault = " "\n',
+        "templates.default",
+        "is empty — write the text callers get",
+    ),
+    (
+        "text-type",
+        "[templates]\ndefault = 3\n",
+        "templates.default",
+        "expected the text as a string, got 3",
+    ),
+    (
+        "text-table",
+        f'[templates.default]\ntext = "Hi from {{business}}. {STOP}"\n',
+        "templates.default",
+        "expected the text as a string, got a table",
+    ),
+    ("no-stop", '[templates]\ndefault = "Hi from {business}."\n', "templates.default", "STOP"),
+    (
+        "no-business",
+        f'[templates]\ndefault = "Hi! {STOP}"\n',
+        "templates.default",
+        "does not name the business — add {business}",
+    ),
+    (
+        "placeholder",
+        TEMPLATES + f'voicemail = "Thanks {{caller_nme}} - {{business}}. {STOP}"\n',
+        "templates.voicemail",
+        "unknown placeholder {caller_nme} — did you mean {caller_name}?",
+    ),
+    (
+        "braces",
+        TEMPLATES + f'holiday = "{{business}} is closed {{today. {STOP}"\n',
+        "templates.holiday",
+        'unclosed "{" at character',
+    ),
+    (
+        "kind-typo",
+        TEMPLATES + f'afterhours = "{{business}} is closed. {STOP}"\n',
+        "templates.afterhours",
+        'not a template kind and no [policy.reasons] uses it — did you mean "after_hours"?',
+    ),
+    (
+        "template-yes",
+        TEMPLATES + f'yes = "{{business}}. {STOP}"\n',
+        "templates.yes",
+        'may not be "yes" or "no" — rename it',
+    ),
+    (
+        "route-single",
+        TEMPLATES + '[templates.route]\nname = "x"\n',
+        "templates.route",
+        "expected [[templates.route]] tables, got a table — start each route with a "
+        "[[templates.route]] line (double brackets)",
+    ),
+    (
+        "route-name",
+        TEMPLATES + ROUTE + 'trunks = ["carrier-a"]\n',
+        "templates.route[0].name",
+        'missing — name it for the logs, e.g. "sales"',
+    ),
+    (
+        "route-no-match",
+        TEMPLATES + ROUTE + 'name = "sales"\n',
+        "templates.route[0]",
+        'matches no call — add dids = ["+15551234567"] (the numbers callers dial) and/or '
+        'trunks = ["carrier-a"]',
+    ),
+    (
+        "route-trunk",
+        TEMPLATES + ROUTE + 'name = "sales"\ntrunks = ["carrier-b"]\n',
+        "templates.route[0].trunks[0]",
+        '"carrier-b" is not a [trunks.<name>] table — did you mean "carrier-a"?',
+    ),
+    (
+        "route-did-glob",
+        TEMPLATES + ROUTE + 'name = "sales"\ndids = ["+1555*"]\n',
+        "templates.route[0].dids[0]",
+        "is not a whole E.164 number — list each number in full, no wildcards",
+    ),
+    (
+        "route-did-twice",
+        TEMPLATES
+        + ROUTE
+        + 'name = "a"\ndids = ["+15555550100"]\n'
+        + ROUTE
+        + 'name = "b"\ndids = ["+15555550100"]\n',
+        "templates.route[1].dids",
+        '"+15555550100" is already in route "a", which wins — list it in one route only',
+    ),
+    (
+        "route-name-twice",
+        TEMPLATES
+        + ROUTE
+        + 'name = "a"\ndids = ["+15555550100"]\n'
+        + ROUTE
+        + 'name = "a"\ndids = ["+15555550101"]\n',
+        "templates.route[1].name",
+        '"a" is used by an earlier route — give each a new name',
+    ),
+    (
+        "route-link",
+        TEMPLATES + ROUTE + 'name = "a"\ntrunks = ["carrier-a"]\nlink = "acme.example"\n',
+        "templates.route[0].link",
+        'expected a full URL like "https://example.com/book", or "" for no link',
+    ),
+    (
+        "route-texts-type",
+        TEMPLATES + ROUTE + 'name = "a"\ntrunks = ["carrier-a"]\ntemplates = "Hi"\n',
+        "templates.route[0].templates",
+        'expected a table, got "Hi" — e.g. templates = { default = ',
+    ),
+    (
+        "route-text-name",
+        TEMPLATES
+        + ROUTE
+        + 'name = "a"\ntrunks = ["carrier-a"]\n'
+        + f'templates = {{ vm = "{{business}}. {STOP}" }}\n',
+        "templates.route[0].templates.vm",
+        "a route's texts replace the ones of the same name in [templates] — use one of "
+        "after_hours, default, holiday, voicemail, or define templates.vm first",
+    ),
+    (
+        "route-text-lint",
+        TEMPLATES
+        + ROUTE
+        + 'name = "a"\ntrunks = ["carrier-a"]\nbusiness = "Beta Heating"\n'
+        + 'templates = { default = "Hi from Acme. Reply STOP to opt out." }\n',
+        "templates.route[0].templates.default",
+        'does not name the business — add {business} (or the name "Beta Heating")',
+    ),
+    (
+        "grace",
+        "[sending]\ngrace_seconds = 3601\n",
+        "sending.grace_seconds",
+        "expected a number of seconds from 0 to 3600, got 3601",
+    ),
+    (
+        "window-format",
+        '[sending]\nwindow = "9-20"\n',
+        "sending.window",
+        'expected "HH:MM-HH:MM", got "9-20" — write the hours texts may go out',
+    ),
+    (
+        "window-overnight",
+        '[sending]\nwindow = "20:00-09:00"\n',
+        "sending.window",
+        "the start must be before the end",
+    ),
+    (
+        "window-time",
+        '[sending]\nwindow = "09:00-25:00"\n',
+        "sending.window",
+        "is not a time range",
+    ),
+    (
+        "max-age",
+        "[sending]\nmax_age_hours = 0\n",
+        "sending.max_age_hours",
+        "expected a number of hours greater than 0, got 0",
+    ),
+    (
+        "attempts",
+        "[sending]\nmax_attempts = 0\n",
+        "sending.max_attempts",
+        "expected a whole number from 1 to 100, got 0",
+    ),
+    (
+        "retry-order",
+        "[sending]\nretry_base_seconds = 10\nretry_max_seconds = 5\n",
+        "sending.retry_base_seconds",
+        "10 is more than retry_max_seconds (5)",
+    ),
+    (
+        "sending-timezone",
+        '[sending]\ntimezone = "Europe/Londn"\n',
+        "sending.timezone",
+        '"Europe/Londn" is not a known time zone — did you mean "Europe/London"?',
+    ),
+    (
+        "gateway-kind",
+        '[gateway]\nkind = "twillio"\n',
+        "gateway.kind",
+        'unknown gateway "twillio" — did you mean "twilio"?',
+    ),
+    ("gateway-no-kind", "[gateway]\n", "gateway.kind", "missing — say which gateway sends"),
+    ("gateway-extra", '[gateway]\nkind = "console"\nto = "x"\n', "gateway.to", "unknown key"),
+    ("gateway-type", "gateway = 5\n", "gateway", "expected a [gateway] table, got 5"),
+    (
+        "templates-type",
+        'templates = "Hi"\n',
+        "templates",
+        'expected a [templates] table, got "Hi"',
+    ),
+    (
+        "key-outside",
+        "cooldown_hours = 1\n",
+        "cooldown_hours",
+        "belongs in the [policy] table",
+    ),
+]
+
+
+def delivery_problems(tmp_path: Path, text: str) -> list[str]:
+    # Top-level keys must come before the first [table] header.
+    first = text if "\n[" not in text and not text.startswith("[") else ""
+    return problems_of(tmp_path, first + MINIMAL + (text if not first else ""))
+
+
+class TestDeliveryProblems:
+    @pytest.mark.parametrize(
+        ("text", "key", "fragment"),
+        [case[1:] for case in DELIVERY_ERROR_CASES],
+        ids=[case[0] for case in DELIVERY_ERROR_CASES],
+    )
+    def test_one_line_naming_the_key(
+        self, tmp_path: Path, text: str, key: str, fragment: str
+    ) -> None:
+        """Each mistake in a delivery table is one line naming its TOML key and the fix."""
+        problems = delivery_problems(tmp_path, text)
+
+        [problem] = problems
+        assert problem.startswith(f"{key}: ")
+        assert fragment in problem
+        assert " — " in problem
+
+    def test_lint_errors_all_reported_with_paths(self, tmp_path: Path) -> None:
+        """Every lint error of every text is a problem under the text's TOML path."""
+        text = (
+            '[templates]\ndefault = "Hi {nme}"\n'
+            + ROUTE
+            + 'name = "a"\ntrunks = ["carrier-a"]\ntemplates = { voicemail = "}" }\n'
+        )
+
+        problems = problems_of(tmp_path, MINIMAL + text)
+
+        assert [p.split(": ", 1)[0] for p in problems] == [
+            "templates.default",
+            "templates.default",
+            "templates.default",
+            "templates.route[0].templates.voicemail",
+        ]
+        assert "unknown placeholder {nme}" in problems[0]
+        assert "does not name the business" in problems[1]
+        assert "has no opt-out instruction" in problems[2]
+        assert 'lone "}" at character 1' in problems[3]
+
+    def test_problems_in_file_order_with_the_rest(self, tmp_path: Path) -> None:
+        """Delivery problems join the other tables' problems in one ConfigError."""
+        text = (
+            '[daemon]\nlog_level = "loud"\n'
+            + MINIMAL
+            + "[policy]\nmax_per_hour = 0\n"
+            + '[templates]\ndefault = "Hi"\n'
+            + "[sending]\nmax_attempts = 0\n"
+            + '[gateway]\nkind = "nope"\n'
+        )
+
+        problems = problems_of(tmp_path, text)
+
+        assert [p.split(": ", 1)[0] for p in problems] == [
+            "daemon.log_level",
+            "policy.max_per_hour",
+            "templates.default",
+            "templates.default",
+            "sending.max_attempts",
+            "gateway.kind",
+        ]
+
+    def test_gateway_secret_problems_merged(self, tmp_path: Path) -> None:
+        """A gateway's own problems (here a missing secret) come out with the file's others."""
+        text = MINIMAL + '[gateway]\nkind = "twilio"\naccount_sid = "AC' + "0" * 32 + '"\n'
+        text += 'from = "+15555550100"\nauth_token_env = "TEXTBACK_TEST_UNSET_TOKEN"\n'
+
+        problems = problems_of(tmp_path, text, require_secrets=True)
+
+        [problem] = problems
+        assert problem.startswith(
+            "gateway.auth_token_env: environment variable TEXTBACK_TEST_UNSET_TOKEN is not set"
+        )
+
+
+class TestDeliveryValid:
+    def test_defaults_when_tables_absent(self, tmp_path: Path) -> None:
+        """Without the delivery tables: default policy and sending, built-in text, console."""
+        config = load(write(tmp_path, MINIMAL))
+
+        assert PolicySettings() == config.policy
+        assert SendingConfig() == config.sending
+        assert config.templates.templates == {"default": BUILTIN_DEFAULT}
+        assert (config.templates.business, config.templates.link) == ("Acme", "")
+        assert config.gateway.name == "console"
+        assert config.gateway_settings == ()
+
+    def test_builtin_text_with_link(self, tmp_path: Path) -> None:
+        """With a booking link and no [templates], the built-in text carries the link."""
+        text = TRUNK + '[business]\nname = "Acme"\nlink = "https://acme.example/book"\n'
+
+        config = load(write(tmp_path, text))
+
+        assert config.templates.templates == {"default": BUILTIN_DEFAULT_WITH_LINK}
+
+    @pytest.mark.parametrize("link", ["", "https://acme.example/book"])
+    def test_builtin_text_is_one_gsm7_segment(self, link: str) -> None:
+        """The built-in texts lint clean and fit one GSM-7 segment for a short business name."""
+        text = BUILTIN_DEFAULT_WITH_LINK if link else BUILTIN_DEFAULT
+
+        findings = lint("templates.default", text, business="Acme Plumbing", link=link)
+
+        assert [f.level for f in findings] == ["info"]
+        assert findings[0].message.startswith("1 SMS segment (GSM-7, ")
+
+    def test_builtin_text_too_long_for_long_name_is_a_notice(self, tmp_path: Path) -> None:
+        """A long business name pushing the built-in text past one segment is a notice."""
+        name = "Acme Plumbing, Heating and Air Conditioning of Greater Springfield"
+        text = TRUNK + f'[business]\nname = "{name}"\nlink = "https://acme.example/book"\n'
+
+        config = load(write(tmp_path, text))
+
+        [warning] = [n for n in config.notices if "each billed" in n]
+        assert warning.startswith("templates.default (built in; add a [templates] table")
+        assert "2 SMS segments, each billed as one text — shorten it" in warning
+
+    def test_sending_timezone_follows_hours(self, tmp_path: Path) -> None:
+        """sending.timezone defaults to [hours].timezone and can be set apart."""
+        hours = '[hours]\ntimezone = "Europe/London"\nmon = ["08:00-18:00"]\n'
+
+        following = load(write(tmp_path, MINIMAL + hours)).sending
+        own = load(write(tmp_path, MINIMAL + hours + '[sending]\ntimezone = "Asia/Tokyo"\n'))
+
+        assert following.timezone == "Europe/London"
+        assert own.sending.timezone == "Asia/Tokyo"
+
+    def test_policy_values(self, tmp_path: Path) -> None:
+        """Policy keys are normalised: regions and types upper-case, hours in seconds."""
+        text = MINIMAL + (
+            '[policy]\nallowed_regions = ["us", "GB"]\n'
+            'refused_types = ["premium_rate", "SHARED_COST", "VOIP"]\n'
+            "cooldown_hours = 0.5\nmax_per_hour = 5\nmax_per_day = 5\n"
+            'allow = ["+1555*", "+4420????????"]\ndeny = ["+15555550123"]\n'
+            'internal = ["101", "+15555550100"]\nmin_ring_seconds = 3\n'
+        )
+
+        policy = load(write(tmp_path, text)).policy
+
+        assert (
+            PolicySettings(
+                allowed_regions=frozenset({"US", "GB"}),
+                refused_types=frozenset({"PREMIUM_RATE", "SHARED_COST", "VOIP"}),
+                cooldown_seconds=1800.0,
+                max_per_hour=5,
+                max_per_day=5,
+                allow=("+1555*", "+4420????????"),
+                deny=("+15555550123",),
+                internal=("101", "+15555550100"),
+                min_ring_seconds=3.0,
+            )
+            == policy
+        )
+
+    def test_reasons_name_templates(self, tmp_path: Path) -> None:
+        """A per-reason switch may name a defined template; yes/no and booleans normalise."""
+        text = MINIMAL + (
+            '[policy.reasons]\nqueue_abandoned = "queue"\nbusy = false\nivr = "No"\n'
+            'voicemail = "voicemail"\nanonymous = "no"\n'
+            + TEMPLATES
+            + f'queue = "Sorry about the wait - {{business}}. {STOP}"\n'
+            + f'voicemail = "Thanks for the message - {{business}}. {STOP}"\n'
+        )
+
+        config = load(write(tmp_path, text))
+
+        assert config.policy.reasons == {
+            "queue_abandoned": "queue",
+            "busy": "no",
+            "ivr": "no",
+            "voicemail": "voicemail",
+        }
+        assert "queue" in config.templates.templates
+        assert not [n for n in config.notices if "no call gets this text" in n]
+
+    def test_unused_custom_template_is_a_notice(self, tmp_path: Path) -> None:
+        """A custom template no reason names loads, with a notice saying nothing sends it."""
+        text = MINIMAL + TEMPLATES + f'spare = "Hi again from {{business}}. {STOP}"\n'
+
+        config = load(write(tmp_path, text))
+
+        assert "spare" in config.templates.templates
+        assert (
+            "templates.spare: no call gets this text, as no [policy.reasons] entry names it — "
+            'e.g. voicemail = "spare" under [policy.reasons]'
+        ) in config.notices
+
+    def test_lint_warnings_are_notices_not_problems(self, tmp_path: Path) -> None:
+        """A two-segment UCS-2 text loads; its warning and segment count become notices."""
+        long = "We’re closed right now, sorry we missed your call! " * 2
+        text = MINIMAL + TEMPLATES + f'after_hours = "{long}{{business}}. {STOP}"\n'
+
+        config = load(write(tmp_path, text))
+
+        after = [n for n in config.notices if n.startswith("templates.after_hours: ")]
+        assert len(after) == 2
+        assert after[0].startswith("templates.after_hours: 2 SMS segments (UCS-2 because of ’, ")
+        assert after[1].startswith(
+            "templates.after_hours: 2 SMS segments, each billed as one text — shorten it; ’ "
+            "force UCS-2 (70 characters per text instead of 160): replace ’ with '"
+        )
+
+    def test_dropped_fraud_types_are_a_notice(self, tmp_path: Path) -> None:
+        """Leaving premium-rate numbers textable loads, with a notice about SMS pumping."""
+        text = MINIMAL + '[policy]\nrefused_types = ["SHARED_COST", "TOLL_FREE"]\n'
+
+        config = load(write(tmp_path, text))
+
+        assert config.policy.refused_types == frozenset({"SHARED_COST", "TOLL_FREE"})
+        [notice] = [n for n in config.notices if n.startswith("policy.")]
+        assert notice.startswith("policy.refused_types: leaves out PREMIUM_RATE — ")
+
+    def test_window_longer_than_max_age_is_a_notice(self, tmp_path: Path) -> None:
+        """A night outside the window longer than max_age_hours is flagged as a notice."""
+        text = MINIMAL + '[sending]\nwindow = "09:00-20:00"\n'
+
+        config = load(write(tmp_path, text))
+
+        assert SendingWindow(9 * 60, 20 * 60) == config.sending.window
+        assert (
+            "sending.max_age_hours: 12 h is shorter than the 13 h outside the sending window, "
+            "so a call just after 20:00 is dropped instead of texted at 09:00 — raise "
+            "max_age_hours to 13 or more to text those callers next morning"
+        ) in config.notices
+        relaxed = load(write(tmp_path, text + "max_age_hours = 13\n"))
+        assert not [n for n in relaxed.notices if n.startswith("sending.")]
+
+    def test_sending_values(self, tmp_path: Path) -> None:
+        """Every [sending] key comes through, whole numbers as floats."""
+        text = MINIMAL + (
+            '[sending]\ngrace_seconds = 45\nwindow = "08:30-24:00"\nmax_age_hours = 6\n'
+            "max_attempts = 3\nretry_base_seconds = 1\nretry_max_seconds = 60\n"
+            'timezone = "America/Chicago"\n'
+        )
+
+        sending = load(write(tmp_path, text)).sending
+
+        assert (
+            SendingConfig(
+                grace_seconds=45.0,
+                window=SendingWindow(510, 1440),
+                max_age_hours=6.0,
+                max_attempts=3,
+                retry_base_seconds=1.0,
+                retry_max_seconds=60.0,
+                timezone="America/Chicago",
+            )
+            == sending
+        )
+        assert sending.max_age_seconds == 6 * 3600
+
+    def test_routes(self, tmp_path: Path) -> None:
+        """Routes keep their DIDs, trunks, business, link, texts and TOML path."""
+        text = (
+            MINIMAL
+            + TEMPLATES
+            + ROUTE
+            + (
+                'name = "emergency"\ndids = ["+15555550199"]\ntrunks = ["carrier-a"]\n'
+                'business = "Acme 24h"\nlink = ""\n'
+                f'templates = {{ default = "{{business}} will call you back. {STOP}" }}\n'
+            )
+            + ROUTE
+            + 'name = "sales"\ndids = ["+15555550100", "+15555550101"]\n'
+        )
+
+        book = load(write(tmp_path, text)).templates
+
+        assert book.routes == (
+            Route(
+                name="emergency",
+                dids=("+15555550199",),
+                trunks=("carrier-a",),
+                business="Acme 24h",
+                link="",
+                templates={"default": f"{{business}} will call you back. {STOP}"},
+                path="templates.route[0].templates",
+            ),
+            Route(
+                name="sales",
+                dids=("+15555550100", "+15555550101"),
+                path="templates.route[1].templates",
+            ),
+        )
+
+    def test_multiline_text_trimmed(self, tmp_path: Path) -> None:
+        """A multi-line string loses the blank lines around it but keeps its inner breaks."""
+        text = MINIMAL + f'[templates]\ndefault = """\nHi from {{business}}.\n{STOP}\n"""\n'
+
+        book = load(write(tmp_path, text)).templates
+
+        assert book.templates["default"] == f"Hi from {{business}}.\n{STOP}"
+
+    def test_gateway_secret_stays_hidden(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A provider gateway loads with its token from the environment, never shown."""
+        monkeypatch.setenv("TEXTBACK_TEST_TOKEN", SECRET)
+        sid = "AC" + "0" * 32
+        text = MINIMAL + (
+            f'[gateway]\nkind = "twilio"\naccount_sid = "{sid}"\nfrom = "+15555550100"\n'
+            'auth_token_env = "TEXTBACK_TEST_TOKEN"\n'
+        )
+
+        config = load(write(tmp_path, text))
+
+        assert config.gateway.name == "twilio"
+        lines = summary(config)
+        assert (
+            f'gateway: twilio; account_sid = "{sid}"; from = "+15555550100"; '
+            "auth_token from environment variable TEXTBACK_TEST_TOKEN; "
+        ) in "\n".join(lines)
+        assert SECRET not in "\n".join(lines)
+        assert SECRET not in repr(config)
+        assert SECRET not in str(config)
+
+
+class TestGatewaySettings:
+    def test_secrets_never_shown(self) -> None:
+        """Anything that may be a credential is named without its value."""
+        table = {
+            "kind": "x",
+            "url": "https://user:hunter2@sms.example/send",
+            "api_key": "hunter2",
+            "password_env": "SMS_PASSWORD",
+            "token_env": "hunter2-not-a-name",
+            "secret_file": "hunter2",
+            "headers": {"Authorization": "Bearer hunter2"},
+            "port": 587,
+            "tags": ["a", "b"],
+        }
+
+        phrases = gateway_settings(table)
+
+        assert phrases == (
+            'url = "https://***@sms.example/send"',
+            "api_key (set, not shown)",
+            "password from environment variable SMS_PASSWORD",
+            "token from environment variable",
+            "secret from file",
+            "headers with Authorization",
+            "port = 587",
+            'tags = ["a", "b"]',
+        )
+        assert "hunter2" not in " ".join(phrases)
+
+
+class TestDeliverySummary:
+    def test_example_lines(self) -> None:
+        """check-config's summary has a line for policy, templates, sending and gateway."""
+        lines = summary(load(EXAMPLE, require_secrets=False))
+
+        text = "\n".join(lines)
+        assert "policy: texts callers in CA, US; refuses PAGER, PREMIUM_RATE, " in text
+        assert "one text per caller per 24 h; at most 30/hour and 200/day; " in text
+        assert (
+            "templates: default (1 segment), after_hours (1 segment), holiday (1 segment), "
+            "voicemail (1 segment)"
+        ) in lines
+        assert (
+            "sending: after 0 s grace, at any hour (zone America/New_York when the number's is "
+            "unknown); dropped after 12 h; 5 attempts, retries 2-300 s apart"
+        ) in lines
+        assert lines[-1] == "gateway: console; crash mid-send: safe to retry"
+
+    def test_routes_and_window(self, tmp_path: Path) -> None:
+        """Routes get a line each; a window is shown in the caller's local time."""
+        text = (
+            MINIMAL
+            + TEMPLATES
+            + ROUTE
+            + (
+                'name = "sales"\ndids = ["+15555550100"]\nbusiness = "Beta"\n'
+                f'templates = {{ default = "Hi from {{business}}. {STOP}" }}\n'
+                '[sending]\nwindow = "09:00-20:00"\nmax_age_hours = 14\n'
+            )
+        )
+
+        lines = summary(load(write(tmp_path, text)))
+
+        assert (
+            "template route sales: dids +15555550100; business Beta; texts default (1 segment)"
+            in lines
+        )
+        assert any("between 09:00 and 20:00 caller's local time" in line for line in lines)

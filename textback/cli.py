@@ -57,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="also print internal and outbound calls (ignored)"
     )
     replay.add_argument("captures", nargs="+", type=Path, metavar="CAPTURE")
+    send_test = commands.add_parser(
+        "send-test",
+        help="send one text through the configured gateway (skips cooldown, never opt-outs)",
+    )
+    with_config(send_test)
+    send_test.add_argument("number", help="the phone to text, e.g. +14155550123")
+    optout = commands.add_parser("optout", help="add, remove or list opted-out numbers")
+    with_config(optout)
+    optout.add_argument("action", choices=["add", "remove", "list"])
+    optout.add_argument("number", nargs="?", help="the number (for add and remove)")
+    outbox = commands.add_parser("outbox", help="recent texts: state, attempts, reason")
+    with_config(outbox)
+    outbox.add_argument("--limit", type=int, default=30, help="how many rows (default 30)")
     demo = commands.add_parser(
         "demo", help="run the daemon against a built-in PBX simulator; texts shown on the console"
     )
@@ -77,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.config)
     if command == "replay":
         return _replay(args.config, args.captures, show_all=args.all)
+    if command in ("send-test", "optout", "outbox"):
+        return _admin(args)
     if command == "demo":
         from textback.demo import run_demo
 
@@ -104,6 +119,8 @@ def _check_config(path: Path) -> int:
     print(f"{path}: OK")
     for line in summary(config):
         print(f"  {line}")
+    for notice in config.notices:
+        print(f"  note: {notice}")
     return EX_OK
 
 
@@ -136,6 +153,28 @@ def _replay(path: Path, captures: Sequence[Path], *, show_all: bool) -> int:
             record = {**verdict_record(verdict, config.trunks), "capture": capture.name}
             print(json.dumps(record, ensure_ascii=False), flush=True)
     return status
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from textback import admin
+
+    command: str = args.command
+    config = _load(args.config, require_secrets=command == "send-test")
+    if config is None:
+        return EX_CONFIG
+    try:
+        if command == "optout":
+            if args.action != "list" and args.number is None:
+                print(f"textback optout {args.action}: give the number", file=sys.stderr)
+                return 2
+            return admin.optout(config, args.action, args.number, sys.stdout)
+        if command == "outbox":
+            return admin.outbox(config, args.limit, sys.stdout)
+        configure("console" if sys.stderr.isatty() else "logfmt", "warning")
+        return asyncio.run(admin.send_test(config, args.number, sys.stdout))
+    except StoreError as exc:
+        print(f"{config.daemon.database}: {exc}", file=sys.stderr)
+        return EX_CANTCREAT
 
 
 def _run(path: Path) -> int:

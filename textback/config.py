@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
@@ -21,10 +20,29 @@ from typing import Final, Literal, cast
 
 import phonenumbers
 
+from textback.config_delivery import (
+    SendingConfig as SendingConfig,  # re-exported: part of Config's interface
+)
+from textback.config_delivery import (
+    gateway_settings,
+    gateway_summary,
+    policy_summary,
+    read_gateway,
+    read_policy,
+    read_sending,
+    read_templates,
+    sending_summary,
+    template_names,
+    templates_summary,
+    timezone_problem,
+)
 from textback.core.asterisk import CorrelatorSettings
 from textback.core.hours import Interval, OpeningHours
+from textback.core.policy import PolicySettings
+from textback.core.templates import TemplateBook
 from textback.core.trunks import Trunk, TrunkMap
 from textback.errors import ConfigError
+from textback.gateways.base import Gateway
 from textback.tomltable import (
     AMI_SECRET,
     NOT_SET,
@@ -95,6 +113,15 @@ class Config:
     trunks: TrunkMap
     correlation: CorrelationConfig
     hours: OpeningHours | None  # None when there is no [hours] table
+    policy: PolicySettings
+    templates: TemplateBook
+    sending: SendingConfig
+    gateway: Gateway  # built, not started; the console gateway when there is no [gateway]
+    # [gateway] settings safe to print ("from = ...", "auth_token from environment variable X").
+    gateway_settings: tuple[str, ...] = ()
+    # Advice that does not stop the daemon (template lengths, settings that may surprise), one
+    # line each, for check-config to print.
+    notices: tuple[str, ...] = ()
 
     def correlator_settings(self) -> CorrelatorSettings:
         """What the call correlator needs from this file (AMI defaults when no [asterisk])."""
@@ -515,16 +542,9 @@ def _hours(problems: list[str], data: Mapping[str, object]) -> OpeningHours:
         fix='set it to your IANA time zone, e.g. "America/New_York" '
         "(or delete [hours] to skip the opening-hours check)",
     )
-    if timezone:
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            hint = did_you_mean(timezone, sorted(zoneinfo.available_timezones()))
-            s.problem(
-                "timezone",
-                f"{show(timezone)} is not a known time zone — "
-                + (hint or 'use an IANA name such as "America/New_York" or "Europe/London"'),
-            )
+    problem = timezone_problem(timezone) if timezone else None
+    if problem is not None:
+        s.problem("timezone", problem)
     weekly = tuple(_day(s, day, _DAYS[(i + 1) % 7]) for i, day in enumerate(_DAYS))
     if not any(weekly) and not any(day in s.bad for day in _DAYS):
         # Every day closed is what an [hours] table with no days means; nobody wants that.
@@ -607,7 +627,18 @@ def _holidays(s: Table) -> frozenset[date]:
 
 # --- the file -------------------------------------------------------------------------------
 
-_TABLES: Final = ("daemon", "business", "asterisk", "trunks", "correlation", "hours")
+_TABLES: Final = (
+    "daemon",
+    "business",
+    "asterisk",
+    "trunks",
+    "correlation",
+    "hours",
+    "policy",
+    "templates",
+    "sending",
+    "gateway",
+)
 # Where a key belongs when someone writes it above every [table] header.
 _KEY_HOMES: Final = {
     **dict.fromkeys(("database", "log_format", "log_level"), "daemon"),
@@ -616,6 +647,27 @@ _KEY_HOMES: Final = {
     **dict.fromkeys(("channels", "contexts", "country"), "trunks.<name>"),
     **dict.fromkeys(("grace_seconds", "max_call_age_seconds", "external_answer"), "correlation"),
     **dict.fromkeys(("timezone", *_DAYS, "holidays"), "hours"),
+    **dict.fromkeys(
+        (
+            "allowed_regions",
+            "refused_types",
+            "cooldown_hours",
+            "max_per_hour",
+            "max_per_day",
+            "allow",
+            "deny",
+            "internal",
+            "min_ring_seconds",
+            "reasons",
+        ),
+        "policy",
+    ),
+    **dict.fromkeys(("default", "after_hours", "holiday", "voicemail", "route"), "templates"),
+    **dict.fromkeys(
+        ("window", "max_age_hours", "max_attempts", "retry_base_seconds", "retry_max_seconds"),
+        "sending",
+    ),
+    "kind": "gateway",
 }
 
 
@@ -656,7 +708,7 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         path: the TOML file.
         require_secrets: when False, a secret that cannot be resolved (unset environment
             variable, missing file) is left as None instead of being a problem; used by
-            commands that never log in to the PBX.
+            commands that never log in to the PBX or send a text.
 
     Raises:
         ConfigError: with one line per problem found anywhere in the file.
@@ -686,6 +738,12 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         )
         return {}
 
+    def optional_table(name: str) -> dict[str, object] | None:
+        # A table of the wrong type is reported once by table(); reading it as absent keeps
+        # its keys from adding "missing" lines on top.
+        value = table(name)
+        return value if isinstance(document.get(name), dict) else None
+
     base = config_path.absolute().parent
     daemon = _daemon(problems, table("daemon") or {}, base)
     business = _business(problems, table("business"))
@@ -699,7 +757,24 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
     correlation = _correlation(problems, table("correlation") or {})
     hours_table = table("hours")
     hours = None if hours_table is None else _hours(problems, hours_table)
-    if problems:
+    notices: list[str] = []
+    templates_table = optional_table("templates")
+    policy = read_policy(problems, notices, table("policy") or {}, template_names(templates_table))
+    templates = read_templates(
+        problems,
+        notices,
+        templates_table,
+        business=business.name,
+        link=business.link,
+        trunks=[trunk.name for trunk in trunks.trunks],
+        reasons=policy.reasons,
+    )
+    sending = read_sending(
+        problems, notices, table("sending") or {}, hours.timezone if hours is not None else None
+    )
+    gateway_table = optional_table("gateway")
+    gateway = read_gateway(problems, gateway_table, base, require_secrets)
+    if problems or gateway is None:
         raise ConfigError(problems)
     return Config(
         path=config_path,
@@ -709,6 +784,12 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         trunks=trunks,
         correlation=correlation,
         hours=hours,
+        policy=policy,
+        templates=templates,
+        sending=sending,
+        gateway=gateway,
+        gateway_settings=gateway_settings(gateway_table),
+        notices=tuple(notices),
     )
 
 
@@ -757,6 +838,10 @@ def summary(config: Config) -> list[str]:
         f"{c.external_answer}"
     )
     lines.append(_hours_summary(config.hours))
+    lines.append(policy_summary(config.policy))
+    lines.extend(templates_summary(config.templates))
+    lines.append(sending_summary(config.sending))
+    lines.append(gateway_summary(config.gateway, config.gateway_settings))
     return lines
 
 

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import tempfile
 from pathlib import Path
 from typing import Final, TextIO
 
-from textback.callview import CallNumbers
 from textback.config import Config, load
-from textback.core.verdict import CallVerdict, Verdict
 from textback.service import Daemon
 from textback.simulator import AmiSimulator, SimulatorOptions, bundled_captures
-from textback.store import CallLog
+from textback.store import open_store
 
 BUSINESS: Final = "Acme Plumbing"
 LINK: Final = "https://acme.example/book"
-# The one template of this version; per-route templates come with delivery.
-TEMPLATE: Final = (
-    "Hi, this is {business} — sorry we missed your call! How can we help? "
+# Seconds a text waits before it goes: a callback answered meanwhile cancels it.
+GRACE: Final = 1.5
+DEFAULT_TEXT: Final = (
+    "Hi, this is {business}, sorry we missed your call! How can we help? "
     "Reply here or book at {link}. Reply STOP to opt out."
+)
+AFTER_HOURS_TEXT: Final = (
+    "Hi, this is {business}. We're closed right now; we'll call you back first thing. "
+    "Book any time at {link}. Reply STOP to opt out."
 )
 # Generous: the bundled calls take about 8 s at the default speed.
 STREAM_TIMEOUT: Final = 120.0
@@ -59,6 +63,16 @@ country = "US"
 
 [correlation]
 grace_seconds = 1
+
+[templates]
+default = {default}
+after_hours = {after_hours}
+
+[sending]
+grace_seconds = {grace}
+
+[gateway]
+kind = "console"
 """
 
 
@@ -75,29 +89,12 @@ def demo_config(directory: Path, port: int, secret: str) -> Config:
             link=LINK,
             port=port,
             secret_file=secret_file,
+            grace=GRACE,
+            default=json.dumps(DEFAULT_TEXT),
+            after_hours=json.dumps(AFTER_HOURS_TEXT),
         )
     )
     return load(path)
-
-
-class ConsoleGateway:
-    """Prints the text it would send. The demo's stand-in for an SMS provider."""
-
-    def __init__(self, config: Config, out: TextIO) -> None:
-        self.config = config
-        self.out = out
-        self.sent = 0
-
-    async def on_verdict(self, verdict: CallVerdict) -> None:
-        if verdict.verdict is not Verdict.MISSED:
-            return
-        number = CallNumbers.of(verdict, self.config.trunks).caller_e164
-        if verdict.anonymous or number is None:
-            print(f"  (no text: {verdict.reason.value}, no number to text back)", file=self.out)
-            return
-        body = TEMPLATE.format(business=self.config.business.name, link=self.config.business.link)
-        self.sent += 1
-        print(f"  SMS to {number}: {body}", file=self.out, flush=True)
 
 
 async def run_demo(*, speed: float, out: TextIO) -> int:
@@ -116,35 +113,42 @@ async def run_demo(*, speed: float, out: TextIO) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="textback-demo-") as tmp:
             config = demo_config(Path(tmp), simulator.port, secret)
-            gateway = ConsoleGateway(config, out)
-            daemon = Daemon(config, on_verdict=gateway.on_verdict)
+            daemon = Daemon(config, out=out)
             running = asyncio.create_task(daemon.run(), name="daemon")
             try:
                 await asyncio.wait_for(simulator.streamed.wait(), STREAM_TIMEOUT)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(daemon.idle.wait(), SETTLE_TIMEOUT)
+                # Let the last grace delay run out and its text go (or be cancelled).
+                await asyncio.sleep(GRACE + 0.5)
             finally:
                 running.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await running
-            _summary(config, out, gateway.sent)
+            _summary(config, out)
     finally:
         await simulator.aclose()
     return 0
 
 
-def _summary(config: Config, out: TextIO, sent: int) -> None:
-    with CallLog.open(config.daemon.database) as calls:
-        rows = list(reversed(calls.recent(limit=1000)))
-    print(f"\n{len(rows)} inbound calls judged, {sent} texts sent:\n", file=out)
-    header = f"{'caller':<16} {'did':<14} {'trunk':<10} {'verdict':<9} reason"
+def _summary(config: Config, out: TextIO) -> None:
+    with open_store(config.daemon.database) as store:
+        calls = list(reversed(store.calls.recent(limit=1000)))
+        texts = {row.call_id: row for row in store.outbox.recent(limit=1000)}
+    sent = sum(1 for row in texts.values() if row.state == "sent")
+    print(f"\n{len(calls)} inbound calls judged, {sent} texts sent:\n", file=out)
+    header = f"{'caller':<16} {'verdict':<9} {'reason':<16} text"
     print(header, file=out)
-    print("-" * len(header), file=out)
-    for row in rows:
-        caller = str(row["caller_e164"] or ("anonymous" if row["anonymous"] else row["caller_raw"]))
-        print(
-            f"{caller:<16} {row['did_e164'] or row['did']!s:<14} {row['trunk']!s:<10}"
-            f" {row['verdict']!s:<9} {row['reason']}",
-            file=out,
-        )
-    print(f"\nCall log: {config.daemon.database} (temporary, removed now).", file=out)
+    print("-" * 72, file=out)
+    for call in calls:
+        withheld = "anonymous" if call["anonymous"] else call["caller_raw"]
+        caller = str(call["caller_e164"] or withheld)
+        row = texts.get(str(call["call_id"]))
+        if row is None:
+            text = "-"
+        elif row.reason in ("", "ok"):
+            text = row.state
+        else:
+            text = f"{row.state} ({row.reason.removeprefix('suppressed: ')})"
+        print(f"{caller:<16} {call['verdict']!s:<9} {call['reason']!s:<16} {text}", file=out)
+    print(f"\nCall log and outbox: {config.daemon.database} (temporary, removed now).", file=out)

@@ -13,16 +13,18 @@ import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, TextIO
 
 from textback.callview import CallNumbers, verdict_record
 from textback.config import AsteriskConfig, Config
 from textback.core.asterisk import AmiCorrelator
 from textback.core.verdict import CallVerdict, Verdict
+from textback.delivery import Delivery
 from textback.errors import ConfigError
+from textback.gateways.base import GatewayContext
 from textback.log import get_logger
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
-from textback.store import AsyncCallLog
+from textback.store import Store
 
 log = get_logger(__name__)
 
@@ -59,6 +61,7 @@ class Daemon:
         *,
         clock: Callable[[], float] = time.time,
         on_verdict: VerdictHook | None = None,
+        out: TextIO | None = None,
     ) -> None:
         if config.asterisk is None:
             raise ConfigError(
@@ -75,22 +78,30 @@ class Daemon:
         # AMI events handled so far, and a condition to wait on it.
         self.events_handled = 0
         self._progress = asyncio.Condition()
-        self.calls: AsyncCallLog | None = None
+        self.out = out
+        self.gateway = config.gateway
+        self.store: Store | None = None
+        self.delivery: Delivery | None = None
 
     async def run(self) -> None:
         """Run until cancelled."""
-        self.calls = await AsyncCallLog.open(self.config.daemon.database)
+        self.store = store = await Store.open(self.config.daemon.database)
+        self.delivery = delivery = Delivery(self.config, store, self.gateway, clock=self.clock)
         log.info(
             "textback_started",
             database=str(self.config.daemon.database),
             trunks=",".join(t.name for t in self.config.trunks.trunks),
+            gateway=self.gateway.name,
         )
         try:
+            await self.gateway.start(GatewayContext(ami_action=self.source.action, out=self.out))
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.source.run(), name="ami-source")
                 tasks.create_task(self._pump(), name="correlator")
+                tasks.create_task(delivery.run(), name="delivery")
         finally:
-            await self.calls.aclose()
+            await self.gateway.aclose()
+            await store.aclose()
             log.info("textback_stopped")
 
     async def _pump(self) -> None:
@@ -127,6 +138,12 @@ class Daemon:
                 await self._record(verdict)
             except Exception:  # keep judging the other calls
                 log.exception("verdict_handling_failed", call_id=verdict.call_id)
+        assert self.delivery is not None
+        for notice in self.correlator.pop_notices():
+            try:
+                await self.delivery.on_notice(notice)
+            except Exception:  # a failed cancel must not stop the judging
+                log.exception("notice_handling_failed", kind=notice.kind)
         if self.correlator.calls_in_progress:
             self.idle.clear()
         else:
@@ -142,8 +159,9 @@ class Daemon:
             log.debug("call_ignored", call_id=verdict.call_id, reason=verdict.reason.value)
             return
         numbers = CallNumbers.of(verdict, self.config.trunks)
-        assert self.calls is not None
-        await self.calls.record(
+        assert self.store is not None
+        assert self.delivery is not None
+        await self.store.calls.record(
             verdict, caller_e164=numbers.caller_e164, did_e164=numbers.did_e164, now=self.clock()
         )
         record = verdict_record(verdict, self.config.trunks)
@@ -155,6 +173,7 @@ class Daemon:
             log.warning("call_judged", **fields, note=verdict.note)
         else:
             log.info("call_judged", **fields)
+        await self.delivery.on_verdict(verdict)
         if self.on_verdict is not None:
             await self.on_verdict(verdict)
 

@@ -37,6 +37,8 @@ _MAX_PACE_WAIT = 5.0  # seconds of capture time, before dividing by speed
 _RANDOM_CHUNK_MAX = 64
 _ALL_EVENTS = frozenset({"on", "yes", "true", "all", "1"})
 _NO_EVENTS = frozenset({"off", "no", "false", "0", ""})
+_SMS_ACTIONS: Final = {"donglesendsms": "dongle", "quectelsendsms": "quectel"}
+_DIALLABLE = re.compile(r"\+?[0-9*#]+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +56,12 @@ class SimulatorOptions:
     answer_pings: bool = True  # False plays a half-open, dead peer
     close_after_stream: bool = False  # drop clients once every capture is out
     channels_snapshot: list[str] | None = None  # raw CoreShowChannel event texts
+    # GSM modems (chan_dongle / chan_quectel): the drivers loaded (others' SMS
+    # actions are unknown commands), the devices that exist, and a refusal
+    # (e.g. "Device not connected / initialized / registered") for every send.
+    modem_drivers: frozenset[str] = frozenset({"dongle", "quectel"})
+    modem_devices: frozenset[str] = frozenset({"dongle0", "quectel0"})
+    modem_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +234,9 @@ class AmiSimulator:
         self.logins = 0
         self.login_attempts = 0
         self.pings_answered = 0
+        # Every DongleSendSMS / QuectelSendSMS received, as parsed: lower-case keys.
+        self.sent_sms: list[dict[str, str]] = []
+        self._sms_ids = 0
 
     @property
     def port(self) -> int:
@@ -353,6 +364,8 @@ class AmiSimulator:
             return await client.send(pong)
         if name == "coreshowchannels":
             return await client.send(self._channels_reply(action_id))
+        if _SMS_ACTIONS.get(name) in self.options.modem_drivers:
+            return await client.send(await self._send_sms(action))
         return await client.send(_reply("Error", action_id, "Message: Invalid/unknown command"))
 
     async def _login(self, client: _Client, action: dict[str, str]) -> bool:
@@ -375,6 +388,32 @@ class AmiSimulator:
             self._streamer = asyncio.create_task(self._stream())
         await self._notify()
         return True
+
+    async def _send_sms(self, action: dict[str, str]) -> bytes:
+        """Answer an SMS action the way chan_dongle's manager.c does."""
+        self.sent_sms.append(action)
+        await self._notify()
+        action_id = action.get("actionid")
+        device = action.get("device", "")
+        for field_name in ("device", "number", "message"):
+            if not action.get(field_name):
+                return _reply("Error", action_id, f"Message: {field_name.title()} not specified")
+        reason: str | None
+        if not _DIALLABLE.fullmatch(action["number"]):
+            reason = "Invalid destination number"
+        elif device not in self.options.modem_devices:
+            reason = "Device not found"
+        else:
+            reason = self.options.modem_error
+        if reason is not None:
+            return _reply("Error", action_id, f"Message: [{device}] {reason}", "ID: (nil)")
+        self._sms_ids += 1
+        return _reply(
+            "Success",
+            action_id,
+            f"Message: [{device}] SMS queued for send",
+            f"ID: 0x{0x55D0C0DE0000 + self._sms_ids:x}",
+        )
 
     def _channels_reply(self, action_id: str | None) -> bytes:
         snapshot = self.options.channels_snapshot or []

@@ -107,6 +107,9 @@ def _refusal(
     e164 = number.e164
     if verdict.anonymous:
         return "anonymous"
+    # Extensions ("101") are matched against the caller ID as the PBX had it.
+    if _matches(verdict.caller_raw, settings.internal):
+        return "internal"
     if e164 is None:
         return "invalid_number"
     if _matches(e164, settings.internal):

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -40,15 +41,26 @@ import structlog
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from textback.errors import PbxError
 from textback.pbx.ami_proto import AmiFramer, AmiMessage
 
 log = structlog.get_logger(__name__)
 
 AUTH_HINT: Final = "check secret in manager.conf [user] and secret_file/secret_env"
 RESYNC_HINT: Final = "allow write=system or write=reporting for this user in manager.conf"
-# Actions panoramisk must never queue for re-sending after a reconnect; Login
-# in particular, because its close() would log the action, secret included.
-_FORGETABLE: Final = ("login", "logoff", "ping", "coreshowchannels")
+
+
+class _Every:
+    """Contains every action name."""
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+
+# Actions panoramisk must never queue for re-sending after a reconnect: all of
+# them. Its close() would log each queued action whole: Login's secret, an
+# SMS's number and text (see AmiSource.action).
+_FORGETABLE: Final = _Every()
 # The attribute on a panoramisk Message that holds the dict we built it from.
 _ORIGINAL: Final = "textback_message"
 
@@ -268,6 +280,8 @@ class AmiSource:
         self._connected = False
         self._logins = 0
         self._banner: str | None = None
+        self._live: tuple[_Protocol, _Link] | None = None  # the logged-in session
+        self._action_ids = itertools.count(1)
 
     @property
     def connected(self) -> bool:
@@ -283,6 +297,52 @@ class AmiSource:
     def banner(self) -> str | None:
         """The banner of the last session that logged in (``Asterisk Call Manager/9.0.0``)."""
         return self._banner
+
+    # A timeout parameter (not only asyncio.timeout around the call) so that the
+    # default is the configured connect_timeout and the error names the action.
+    async def action(
+        self,
+        fields: Mapping[str, str],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> AmiMessage:
+        """Send one action on the logged-in session and return its (first) reply.
+
+        For actions answered by a single ``Response`` (``DongleSendSMS``), not
+        event lists. ``timeout`` defaults to ``connect_timeout``. Raises
+        ``PbxError`` when not logged in, when the link drops first, or when no
+        reply comes in time; the link itself is left alone (a slow action is
+        not a dead PBX). The action is never re-sent: one cut off may or may
+        not have run. Field values are never logged. Raises ``ValueError`` for
+        a line break in a field, which would inject AMI headers.
+        """
+        for key, value in fields.items():
+            if any(c in key or c in value for c in "\r\n"):
+                raise ValueError(f"AMI action field {key!r} contains a line break")
+        live = self._live
+        if live is None:
+            raise PbxError("not connected to the PBX")
+        protocol, link = live
+        if link.lost.done():
+            raise PbxError(f"not connected to the PBX ({link.lost.result()})")
+        name = fields.get("Action", "?")
+        action_id = f"textback-{next(self._action_ids)}"
+        patience = self._settings.connect_timeout if timeout is None else timeout
+        # as_list=False: the first reply completes the action.
+        reply: asyncio.Future[Any] = protocol.send({**fields, "ActionID": action_id}, as_list=False)
+        try:
+            await asyncio.wait(
+                {reply, link.lost}, timeout=patience, return_when=asyncio.FIRST_COMPLETED
+            )
+            if reply.done() and not reply.cancelled():
+                return _as_dict(reply.result())
+            if link.lost.done():
+                raise PbxError(f"link to the PBX lost before the reply to {name}")
+            raise PbxError(f"no reply to {name} within {patience:g} s")
+        finally:
+            # Given up (or cancelled by the caller): a late reply is then dropped.
+            protocol.responses.pop(action_id, None)
+            reply.cancel()
 
     async def next_item(self) -> SourceItem:
         """The next item, in order. Safe to cancel: nothing is lost."""
@@ -318,6 +378,7 @@ class AmiSource:
         try:
             outcome, reason = await self._converse(protocol, link)
         finally:
+            self._live = None
             protocol.abort("session ended")
             self._connected = False
             self._release_held()
@@ -336,6 +397,7 @@ class AmiSource:
         if first.get("Response") != "Success":
             self._refused(first)
             return _Outcome.REFUSED, "login refused"
+        self._live = (protocol, link)
         self._went_up(protocol.banner)
         try:
             await self._resync(protocol, link)

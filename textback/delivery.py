@@ -1,0 +1,332 @@
+"""From a missed-call verdict to a text on the caller's phone: intake and dispatcher.
+
+Shell (IO). The decisions are pure and live in the core (``policy``,
+``templates``, ``window``, ``backoff``); this module asks them, writes the
+outbox, and drives the gateway.
+
+* **Intake** (``on_verdict``): every missed call gets exactly one outbox row,
+  ``pending`` (due after the grace delay, moved into the recipient's sending
+  window) or ``suppressed`` with the policy's reason. A second verdict for the
+  same call inserts nothing. An answered call, or an answer/dial-out seen
+  mid-call (``on_notice``), cancels the caller's pending text: ``recovered``.
+* **Dispatcher** (``run``): one text at a time, oldest first. A transient
+  failure holds every text back until its retry time, so an outage ends with
+  the texts going out in order. Opt-outs, unreachable numbers and spam
+  filtering end the row; a configuration error (bad credentials, unregistered
+  sender) stops sending until the daemon restarts, keeping the rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from textback.callview import CallNumbers
+from textback.config import Config
+from textback.core.backoff import retry_delay
+from textback.core.policy import History, cap_reached, decide
+from textback.core.templates import choose, render
+from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
+from textback.core.window import schedule
+from textback.gateways.base import FailureKind, Gateway, GatewayError, OutgoingSms
+from textback.log import get_logger
+from textback.numbers import mask, national, number_facts, time_zones, to_e164
+from textback.outbox import OutboxRow
+from textback.store import Store
+
+log = get_logger(__name__)
+
+# How long to sleep when nothing is due and nothing wakes us.
+IDLE_WAIT: Final = 60.0
+# How often to look again while a cap is reached.
+CAP_RECHECK: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """What intake did with one missed call (for logs and tests)."""
+
+    row_id: int | None  # None: the call already had a row
+    state: str
+    reason: str
+
+
+class Delivery:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        gateway: Gateway,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.wake = asyncio.Event()
+        self._hold_until = 0.0  # no claims before this: a transient outage is global
+        self._paused: str | None = None  # why sending stopped (config error), until restart
+        self._cap_logged: str | None = None
+
+    # -- intake ---------------------------------------------------------------------
+
+    async def on_verdict(self, verdict: CallVerdict) -> Queued | None:
+        if verdict.verdict is Verdict.ANSWERED:
+            await self._recovered(verdict.caller_raw, verdict.trunk, "answered call")
+            return None
+        if verdict.verdict is not Verdict.MISSED:
+            return None
+        return await self._accept(verdict)
+
+    async def on_notice(self, notice: CallNotice) -> None:
+        what = "answered call" if notice.kind == "answered" else "call back from our phone"
+        await self._recovered(notice.number, notice.trunk, what)
+
+    async def _recovered(self, number: str, trunk: str | None, what: str) -> None:
+        e164 = to_e164(number, self._region(trunk))
+        if e164 is None:
+            return
+        cancelled = await self.store.outbox.cancel_pending(e164, "recovered", self.clock())
+        for row_id in cancelled:
+            log.info("text_cancelled", outbox_id=row_id, to=e164, reason="recovered", by=what)
+
+    async def _accept(self, verdict: CallVerdict) -> Queued:
+        cfg = self.config
+        now = self.clock()
+        numbers = CallNumbers.of(verdict, cfg.trunks)
+        facts = number_facts(numbers.caller_e164)
+        history = (
+            await self.store.outbox.history(numbers.caller_e164, now)
+            if numbers.caller_e164 is not None
+            else History()
+        )
+        decision = decide(verdict, facts, history, cfg.policy)
+        ended = verdict.ended_at
+        hours = cfg.hours
+        open_now = hours.is_open(ended) if hours is not None else None
+        if verdict.reason is Reason.AFTER_HOURS:
+            open_now = False  # a closed-branch context says so, whatever the clock says
+        chosen = choose(
+            cfg.templates,
+            did=numbers.did_e164,
+            trunk=verdict.trunk,
+            reason=verdict.reason.value,
+            open_now=open_now,
+            holiday=hours.is_holiday(ended) if hours is not None else False,
+            override=decision.template,
+        )
+        did = numbers.did_e164 or verdict.did
+        body = render(
+            chosen,
+            {
+                "business": chosen.business,
+                "link": chosen.link,
+                "caller_name": verdict.caller_name,
+                "did": did,
+                "phone": national(did) if numbers.did_e164 else did,
+            },
+        )
+        sending = cfg.sending
+        expires_at = ended + sending.max_age_hours * 3600.0
+        state, reason, send_at = "suppressed", decision.reason, now
+        if decision.send and numbers.caller_e164 is not None:
+            zones = time_zones(numbers.caller_e164) or (sending.timezone,)
+            due = schedule(
+                due=ended + sending.grace_seconds,
+                deadline=expires_at,
+                zones=zones,
+                window=sending.window,
+            )
+            if due is None:
+                reason = "suppressed: too_late"  # the window opens after max_age
+            else:
+                state, send_at = "pending", due
+        row_id = await self.store.outbox.accept(
+            pbx=verdict.pbx,
+            call_id=verdict.call_id,
+            to_e164=numbers.caller_e164,
+            body=body,
+            template=chosen.name,
+            gateway=self.gateway.name,
+            state=state,  # type: ignore[arg-type]
+            reason=reason,
+            created_at=ended,
+            send_at=send_at,
+            expires_at=expires_at,
+            now=now,
+        )
+        to = mask(numbers.caller_e164 or verdict.caller_raw)
+        if row_id is None:
+            log.info("text_already_queued", call_id=verdict.call_id, to=to)
+        elif state == "pending":
+            log.info(
+                "text_queued",
+                outbox_id=row_id,
+                call_id=verdict.call_id,
+                to=to,
+                template=chosen.path,
+                send_in=round(max(0.0, send_at - now), 1),
+            )
+            self.wake.set()
+        else:
+            log.info(
+                "text_suppressed", outbox_id=row_id, call_id=verdict.call_id, to=to, reason=reason
+            )
+        return Queued(row_id=row_id, state=state, reason=reason)
+
+    def _region(self, trunk: str | None) -> str:
+        found = self.config.trunks.get(trunk) if trunk is not None else None
+        return found.country if found is not None else "US"
+
+    # -- dispatcher -----------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Settle rows a crash left mid-send; call once before :meth:`run`."""
+        requeued, ambiguous = await self.store.outbox.recover(
+            self.clock(), idempotent=self.gateway.idempotent, gateway=self.gateway.name
+        )
+        for row_id in requeued:
+            log.info("text_requeued_after_restart", outbox_id=row_id)
+        for row_id in ambiguous:
+            log.error(
+                "text_maybe_sent_before_crash",
+                outbox_id=row_id,
+                gateway=self.gateway.name,
+                hint="the request may have reached the provider; not resent, to never text twice",
+            )
+
+    async def run(self) -> None:
+        """Send due texts forever."""
+        await self.recover()
+        while True:
+            delay = await self._step()
+            if delay is None:
+                continue
+            self.wake.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _step(self) -> float | None:
+        """Do one unit of work; return how long to wait before the next (None: go on)."""
+        outbox = self.store.outbox
+        now = self.clock()
+        for row_id in await outbox.expire(now):
+            log.warning("text_expired", outbox_id=row_id, reason="older than max_age")
+        if self._paused is not None:
+            return IDLE_WAIT
+        if now < self._hold_until:
+            return self._hold_until - now
+        cap = cap_reached(await outbox.history("", now), self.config.policy)
+        if cap is not None:
+            if self._cap_logged != cap:
+                log.error(
+                    "sms_cap_reached",
+                    cap=cap,
+                    hint="texts wait in the outbox; raise the cap in"
+                    " [policy] if this volume is real, or look for SMS pumping",
+                )
+                self._cap_logged = cap
+            return CAP_RECHECK
+        self._cap_logged = None
+        rows = await outbox.claim_due(now, limit=1)
+        if not rows:
+            due = await outbox.next_due()
+            return IDLE_WAIT if due is None else max(0.0, min(IDLE_WAIT, due - now))
+        await self._send(rows[0])
+        return None
+
+    async def _send(self, row: OutboxRow) -> None:
+        outbox = self.store.outbox
+        assert row.to_e164 is not None  # claim_due only hands out rows with a number
+        sms = OutgoingSms(to=row.to_e164, body=row.body, reference=f"textback-{row.id}")
+        # Opt-outs were checked by claim_due in the same transaction as the claim.
+        if not await outbox.mark_dispatched(row.id, self.clock()):
+            log.warning("text_settled_elsewhere", outbox_id=row.id)
+            return
+        try:
+            receipt = await self.gateway.send(sms)
+        except GatewayError as exc:
+            await self._failed(row, exc)
+            return
+        except Exception as exc:  # an adapter bug must not stop the other texts
+            log.exception("gateway_crashed", outbox_id=row.id, gateway=self.gateway.name)
+            await outbox.mark_failed(
+                row.id,
+                kind=FailureKind.PERMANENT.value,
+                error=f"adapter error: {exc!r}",
+                now=self.clock(),
+            )
+            return
+        await outbox.mark_sent(row.id, receipt.provider_id, self.clock())
+        log.info(
+            "text_sent",
+            outbox_id=row.id,
+            to=mask(row.to_e164),
+            gateway=self.gateway.name,
+            provider_id=receipt.provider_id,
+            attempts=row.attempts,
+        )
+
+    async def _failed(self, row: OutboxRow, exc: GatewayError) -> None:
+        outbox = self.store.outbox
+        now = self.clock()
+        assert row.to_e164 is not None
+        fields = {"outbox_id": row.id, "gateway": self.gateway.name, "code": exc.code}
+        if exc.kind is FailureKind.TRANSIENT and exc.maybe_sent and not self.gateway.idempotent:
+            # It may have gone out: a retry could text twice, which we never do.
+            await outbox.mark_failed(row.id, kind="ambiguous", error=exc.detail, now=now)
+            log.error(
+                "text_maybe_sent",
+                **fields,
+                error=exc.detail,
+                hint="the provider may have sent it; not retried, to never text twice",
+            )
+            return
+        if exc.kind is FailureKind.TRANSIENT:
+            sending = self.config.sending
+            delay = retry_delay(
+                row.attempts,
+                base=sending.retry_base_seconds,
+                cap=sending.retry_max_seconds,
+                jitter=self.rng.random(),
+                retry_after=exc.retry_after,
+            )
+            if row.attempts >= sending.max_attempts or now + delay >= row.expires_at:
+                await outbox.mark_failed(row.id, kind=exc.kind.value, error=exc.detail, now=now)
+                log.error("text_gave_up", **fields, attempts=row.attempts, error=exc.detail)
+                return
+            self._hold_until = now + delay
+            await outbox.mark_retry(
+                row.id, next_attempt_at=now + delay, error=exc.detail, kind=exc.kind.value, now=now
+            )
+            log.warning("text_retry", **fields, retry_in=round(delay, 1), error=exc.detail)
+            return
+        if exc.kind is FailureKind.CONFIG:
+            # The row is fine; our account or sender is not. Keep it for when that is fixed.
+            await outbox.mark_retry(
+                row.id, next_attempt_at=now, error=exc.detail, kind=exc.kind.value, now=now
+            )
+            self._paused = exc.detail
+            log.error(
+                "gateway_misconfigured",
+                **fields,
+                error=exc.detail,
+                hint="sending stopped; fix [gateway] (credentials, sender, region) and restart",
+            )
+            return
+        if exc.kind is FailureKind.OPTED_OUT:
+            await outbox.add_optout(row.to_e164, "provider", now)
+        elif exc.kind is FailureKind.NOT_SMS_CAPABLE:
+            await outbox.mark_not_sms_capable(row.to_e164, exc.code, now)
+        await outbox.mark_failed(row.id, kind=exc.kind.value, error=exc.detail, now=now)
+        log.warning("text_failed", **fields, kind=exc.kind.value, error=exc.detail)

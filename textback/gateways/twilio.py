@@ -1,0 +1,383 @@
+"""Twilio, and SignalWire's Twilio-compatible (LaML) API: one code path, two front doors.
+
+Send: form POST ``{base}/2010-04-01/Accounts/{account}/Messages.json`` with Basic
+auth; 201 carries the message ``sid``. Errors are JSON ``{"code": 21610,
+"message": ..., "status": 400}``; ``TWILIO_CODES`` maps the codes that matter.
+
+Not idempotent: Twilio's Message create takes no idempotency key, so a request
+cut off after Twilio accepted it cannot be retried without risking a second text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final, Self
+from urllib.parse import urlsplit
+
+from textback.errors import ConfigError
+from textback.gateways.base import FailureKind, GatewayError, OutgoingSms, SendReceipt
+from textback.gateways.http import (
+    DEFAULT_TIMEOUT,
+    HttpAdapterBase,
+    code_table,
+    failure,
+    read_e164,
+    read_timeout,
+    secret_hint,
+    vendor_code,
+)
+from textback.tomltable import Secret, SecretSpec, Table, read_secret
+
+# Codes Twilio returns when creating a Message, and the 30xxx codes of failed
+# deliveries (status callbacks use the same table).
+TWILIO_CODES: Final = code_table(
+    opted_out=(21610,),  # the recipient replied STOP
+    # Facts about the line: landline, not mobile, unreachable, unknown handset, blocked.
+    not_sms_capable=(21612, 21614, 21635, 30004, 30005, 30006),
+    # Account, sender, region or registration: every later send would fail the same way.
+    config=(
+        20003,  # authentication failed
+        20005,  # account not active
+        20404,  # account not found (wrong account_sid)
+        21408,  # region not enabled in Geo Permissions
+        21601,  # From is not an SMS-capable number
+        21606,  # From is not a valid sender for this destination / not yours
+        21608,  # trial account: the recipient is not a verified number
+        21609,  # invalid StatusCallback URL
+        21659,  # From is not a Twilio number
+        21660,  # From belongs to another account
+        30002,  # account suspended
+        30032,  # toll-free number not verified
+        30034,  # sender not registered for US A2P 10DLC
+        30035,  # 10DLC campaign not active
+    ),
+    filtered=(30007,),  # carrier filtering
+    transient=(
+        20429,  # too many requests
+        21611,  # sender's queue is full
+        30001,  # queue overflow
+        30003,  # handset off or out of coverage
+        30008,  # unknown delivery error
+        30022,  # 10DLC throughput exceeded
+    ),
+    # 21211 "invalid To": a verdict on the number's format that Twilio's numbering data may
+    # revise, and the rejection costs nothing, so the number is not blacklisted for it.
+    permanent=(21211, 21617),  # 21617: body too long
+)
+
+ACCOUNT_SID: Final = re.compile(r"AC[0-9a-fA-F]{32}")
+SERVICE_SID: Final = re.compile(r"MG[0-9a-fA-F]{32}")
+API_KEY_SID: Final = re.compile(r"SK[0-9a-fA-F]{32}")
+PROJECT_ID: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+SPACE: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+MAX_VALIDITY: Final = 36000  # Twilio's ceiling for ValidityPeriod, in seconds
+
+AUTH_TOKEN: Final = SecretSpec(
+    key="auth_token",
+    what="Twilio auth token",
+    origin="the Twilio console (Account Info, Auth Token)",
+    env_example="TWILIO_AUTH_TOKEN",
+    file_example="/etc/textback/twilio-auth-token",
+)
+API_KEY_SECRET: Final = SecretSpec(
+    key="api_key_secret",
+    what="Twilio API key secret",
+    origin="the Twilio console (API keys & tokens), shown once when the key is created",
+    env_example="TWILIO_API_KEY_SECRET",
+    file_example="/etc/textback/twilio-api-key-secret",
+)
+SIGNALWIRE_TOKEN: Final = SecretSpec(
+    key="api_token",
+    what="SignalWire API token",
+    origin="the SignalWire space's API page (a token with the Messaging scope)",
+    env_example="SIGNALWIRE_API_TOKEN",
+    file_example="/etc/textback/signalwire-api-token",
+)
+
+_HINTS: Final = {
+    "auth_token": secret_hint(AUTH_TOKEN),
+    "api_key_secret": secret_hint(API_KEY_SECRET),
+    "api_token": secret_hint(SIGNALWIRE_TOKEN),
+    "from_": 'did you mean "from"?',
+    "sender": 'did you mean "from"?',
+    "from_number": 'did you mean "from"?',
+}
+
+
+class TwilioCompatibleGateway(HttpAdapterBase):
+    """The send path both Twilio and SignalWire use."""
+
+    name = "twilio"
+    idempotent = False
+
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        account: str,
+        user: str,
+        secret: Secret | None,
+        sender: str | None,
+        service_sid: str | None = None,
+        status_callback: str | None = None,
+        validity_period: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(timeout=timeout)
+        self.url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account}/Messages.json"
+        self.user = user
+        self.secret = secret
+        self.sender = sender
+        self.service_sid = service_sid
+        self.status_callback = status_callback
+        self.validity_period = validity_period
+
+    def fields(self, sms: OutgoingSms) -> dict[str, str]:
+        """The form fields of the Message create request."""
+        fields = {"To": sms.to, "Body": sms.body}
+        if self.service_sid is not None:
+            fields["MessagingServiceSid"] = self.service_sid
+            # With a Messaging Service, From picks that sender out of the service's pool.
+            if sms.sender:
+                fields["From"] = sms.sender
+        elif sms.sender or self.sender:
+            fields["From"] = sms.sender or self.sender or ""
+        if self.status_callback is not None:
+            fields["StatusCallback"] = self.status_callback
+        if self.validity_period is not None:
+            fields["ValidityPeriod"] = str(self.validity_period)
+        return fields
+
+    async def send(self, sms: OutgoingSms) -> SendReceipt:
+        if self.secret is None:
+            raise GatewayError(FailureKind.CONFIG, f"{self.name}: no credentials configured")
+        reply = await self.post(
+            self.url, data=self.fields(sms), auth=(self.user, self.secret.reveal())
+        )
+        if 200 <= reply.status < 300:
+            sid = reply.field("sid")
+            if isinstance(sid, str) and sid:
+                return SendReceipt(sid)
+            # Accepted but unreadable: the text may be on its way, so never retry it.
+            raise GatewayError(
+                FailureKind.PERMANENT,
+                f"HTTP {reply.status} without a message sid: {reply.text()}",
+                maybe_sent=True,
+            )
+        message = reply.field("message")
+        raise failure(
+            reply,
+            code=vendor_code(reply.field("code")),
+            codes=TWILIO_CODES,
+            detail=message if isinstance(message, str) and message else "",
+        )
+
+
+def _sid(s: Table, name: str, pattern: re.Pattern[str], shape: str, fix: str) -> str | None:
+    value = s.string(name, "", fix=fix)
+    if not value or name in s.bad:
+        return None
+    if not pattern.fullmatch(value):
+        s.problem(name, f'"{value}" is not {shape} — {fix}')
+        return None
+    return value
+
+
+def _common(s: Table) -> tuple[str | None, int | None, float]:
+    status_callback = (
+        s.url(
+            "status_callback",
+            "",
+            fix="the https:// URL where the provider should post delivery reports, or remove it",
+        )
+        or None
+    )
+    if status_callback and "_" in (urlsplit(status_callback).hostname or ""):
+        # Twilio refuses such a URL on every send (21609).
+        s.problem("status_callback", "Twilio does not accept an underscore in the host name")
+        status_callback = None
+    validity = s.integer(
+        "validity_period",
+        0,
+        ok=lambda v: 1 <= v <= MAX_VALIDITY,
+        expected=f"whole seconds from 1 to {MAX_VALIDITY}",
+        fix="how long the text may wait in the provider's queue before it is dropped, "
+        "e.g. validity_period = 3600",
+    )
+    return status_callback, validity or None, read_timeout(s)
+
+
+class TwilioGateway(TwilioCompatibleGateway):
+    """Twilio Programmable Messaging."""
+
+    name = "twilio"
+    KEYS: Final = (
+        "account_sid",
+        "auth_token_file",
+        "auth_token_env",
+        "api_key_sid",
+        "api_key_secret_file",
+        "api_key_secret_env",
+        "from",
+        "messaging_service_sid",
+        "status_callback",
+        "validity_period",
+        "timeout",
+        "base_url",
+    )
+
+    @classmethod
+    def from_config(
+        cls, table: Mapping[str, object], *, path: str, base: Path, require_secrets: bool
+    ) -> Self:
+        problems: list[str] = []
+        s = Table(problems, path, table, cls.KEYS, _HINTS)
+        account = s.string(
+            "account_sid",
+            "",
+            required=True,
+            fix='the Account SID from the Twilio console, e.g. account_sid = "AC0123…"',
+        )
+        if account and "account_sid" not in s.bad and not ACCOUNT_SID.fullmatch(account):
+            s.problem(
+                "account_sid",
+                f'"{account}" is not an Account SID ("AC" and 32 hex digits) — copy it from '
+                "the Twilio console's Account Info",
+            )
+        key_sid = _sid(
+            s,
+            "api_key_sid",
+            API_KEY_SID,
+            'an API key SID ("SK" and 32 hex digits)',
+            "copy it from the Twilio console (API keys & tokens), "
+            "or remove it to use the auth token",
+        )
+        if "api_key_sid" in table:
+            for stray in (AUTH_TOKEN.file_key, AUTH_TOKEN.env_key):
+                if stray in table:
+                    s.problem(
+                        stray,
+                        "set together with api_key_sid — an API key authenticates with "
+                        "api_key_secret_env or api_key_secret_file; remove the auth token",
+                    )
+            secret, _ = read_secret(s, base, require_secrets, API_KEY_SECRET)
+        else:
+            for stray in (API_KEY_SECRET.file_key, API_KEY_SECRET.env_key):
+                if stray in table:
+                    s.problem(stray, "an API key secret needs api_key_sid too — add it")
+            secret, _ = read_secret(s, base, require_secrets, AUTH_TOKEN)
+        sender = read_e164(
+            s,
+            "from",
+            fix='your Twilio number in E.164, e.g. from = "+14155550100" (short codes and '
+            "alphanumeric senders go through a Messaging Service: messaging_service_sid)",
+        )
+        service = _sid(
+            s,
+            "messaging_service_sid",
+            SERVICE_SID,
+            'a Messaging Service SID ("MG" and 32 hex digits)',
+            "copy it from the Twilio console (Messaging, Services)",
+        )
+        has_from, has_service = "from" in table, "messaging_service_sid" in table
+        if has_from and has_service:
+            s.problem(
+                "messaging_service_sid",
+                'set together with "from" — keep one: the service picks the sender itself',
+            )
+        elif not has_from and not has_service:
+            problems.append(
+                f'{path}: no sender — set from = "+14155550100" (your Twilio number) or '
+                'messaging_service_sid = "MG…"'
+            )
+        status_callback, validity, timeout = _common(s)
+        api_base = s.url(
+            "base_url",
+            "https://api.twilio.com",
+            fix='leave it out to use "https://api.twilio.com"; set it only for a proxy or a test',
+        )
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            api_base=api_base,
+            account=account,
+            user=key_sid or account,
+            secret=secret,
+            sender=sender,
+            service_sid=service,
+            status_callback=status_callback,
+            validity_period=validity,
+            timeout=timeout,
+        )
+
+
+class SignalWireGateway(TwilioCompatibleGateway):
+    """SignalWire's LaML (Twilio-compatible) REST API; the account is the project ID."""
+
+    name = "signalwire"
+    KEYS: Final = (
+        "space",
+        "project_id",
+        "api_token_file",
+        "api_token_env",
+        "from",
+        "status_callback",
+        "validity_period",
+        "timeout",
+        "base_url",
+    )
+
+    @classmethod
+    def from_config(
+        cls, table: Mapping[str, object], *, path: str, base: Path, require_secrets: bool
+    ) -> Self:
+        problems: list[str] = []
+        s = Table(problems, path, table, cls.KEYS, _HINTS)
+        project = s.string(
+            "project_id",
+            "",
+            required=True,
+            fix="the Project ID from your SignalWire space's API page",
+        )
+        if project and "project_id" not in s.bad and not PROJECT_ID.fullmatch(project):
+            s.problem(
+                "project_id",
+                f'"{project}" is not a Project ID (a UUID like '
+                '"12345678-90ab-cdef-1234-567890abcdef") — copy it from the API page of your space',
+            )
+        secret, _ = read_secret(s, base, require_secrets, SIGNALWIRE_TOKEN)
+        sender = read_e164(
+            s,
+            "from",
+            required=True,
+            fix='a number of your SignalWire space in E.164, e.g. from = "+14155550100"',
+        )
+        status_callback, validity, timeout = _common(s)
+        space_fix = 'the name of your space: for "example.signalwire.com" write space = "example"'
+        space = s.string("space", "", fix=space_fix).lower().removesuffix(".signalwire.com")
+        if space and "space" not in s.bad and not SPACE.fullmatch(space):
+            s.problem("space", f'"{space}" is not a space name — {space_fix}')
+        api_base = s.url(
+            "base_url",
+            "",
+            fix="leave it out and set space; set it only for a proxy or a test "
+            '(the part before "/2010-04-01")',
+        )
+        if "space" in table and "base_url" in table:
+            s.problem("base_url", "set together with space — keep only space")
+        elif "space" not in table and "base_url" not in table:
+            s.problem("space", f"missing — {space_fix}")
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            api_base=api_base or f"https://{space}.signalwire.com/api/laml",
+            account=project,
+            user=project,
+            secret=secret,
+            sender=sender,
+            status_callback=status_callback,
+            validity_period=validity,
+            timeout=timeout,
+        )
