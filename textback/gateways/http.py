@@ -228,6 +228,10 @@ class HttpAdapterBase:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 headers={"User-Agent": USER_AGENT},
             )
+            # aiohttp re-sends an idempotent-method request (GET, PUT) once, silently, when
+            # the connection drops before the reply: for a send, a second text. There is no
+            # public switch; aiohttp's own test client turns it off the same way.
+            self._session._retry_connection = False
 
     async def aclose(self) -> None:
         session, self._session = self._session, None

@@ -22,7 +22,6 @@ from typing import Final, Self
 from textback.errors import ConfigError
 from textback.gateways.base import (
     FailureKind,
-    GatewayContext,
     GatewayError,
     OutgoingSms,
     SendReceipt,
@@ -147,14 +146,6 @@ class VoipMsGateway(HttpAdapterBase):
             base_url=base_url,
             timeout=timeout,
         )
-
-    async def start(self, context: GatewayContext) -> None:
-        await super().start(context)
-        # aiohttp re-sends a GET or PUT once, silently, when the connection drops before the
-        # reply: for a send, a second text. There is no public switch; aiohttp's own test
-        # client turns it off the same way.
-        if self._session is not None:
-            self._session._retry_connection = False
 
     def params(self, sms: OutgoingSms, password: str) -> dict[str, str]:
         """The query of the sendSMS request; GatewayError(PERMANENT) when VoIP.ms cannot take

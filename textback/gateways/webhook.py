@@ -29,7 +29,6 @@ from yarl import URL
 from textback.errors import ConfigError
 from textback.gateways.base import (
     FailureKind,
-    GatewayContext,
     GatewayError,
     OutgoingSms,
     SendReceipt,
@@ -250,14 +249,6 @@ class WebhookGateway(HttpAdapterBase):
             idempotency_header=idempotency_header or None,
             timeout=timeout,
         )
-
-    async def start(self, context: GatewayContext) -> None:
-        await super().start(context)
-        # aiohttp re-sends a GET or PUT once, silently, when the connection drops before the
-        # reply: for a send, a second text. There is no public switch; aiohttp's own test
-        # client turns it off the same way.
-        if self._session is not None:
-            self._session._retry_connection = False
 
     def values(self, sms: OutgoingSms) -> dict[str, str]:
         return {

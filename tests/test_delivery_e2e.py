@@ -1,0 +1,246 @@
+"""End to end: a recorded call over TCP → verdict → policy → outbox → a fake Twilio on 127.0.0.1.
+
+Exactly one text per missed call: across a replay of the same stream, a daemon
+killed mid-send, and a provider outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from tests.conftest import CAPTURES, REPO
+from tests.fakeproviders import Hang, TwilioFake
+from textback.config import Config, load
+from textback.service import Daemon
+from textback.simulator import AmiSimulator, SimulatorOptions
+
+PATIENCE = 30.0
+ACCOUNT = "AC" + "0" * 31 + "1"
+OUR_NUMBER = "+12125550100"
+
+
+def write_config(
+    tmp_path: Path, *, ami_port: int, provider_url: str, sending: str = "grace_seconds = 0"
+) -> Path:
+    (tmp_path / "ami-secret").write_text("textback\n")
+    (tmp_path / "twilio-token").write_text("twilio-token\n")
+    path = tmp_path / "textback.toml"
+    path.write_text(
+        f"""
+[daemon]
+database = "{tmp_path / "textback.db"}"
+log_format = "logfmt"
+
+[business]
+name = "Acme Plumbing"
+link = "https://acme.example/book"
+
+[asterisk]
+port = {ami_port}
+secret_file = "{tmp_path / "ami-secret"}"
+closed_contexts = ["app-announcement-1"]
+reconnect_min = 0.1
+reconnect_max = 0.5
+
+[trunks.carrier-a]
+channels = ["SIP/carrier-a-*", "PJSIP/carrier-a-*"]
+
+[sending]
+{sending}
+retry_base_seconds = 0.1
+retry_max_seconds = 0.5
+
+[gateway]
+kind = "twilio"
+account_sid = "{ACCOUNT}"
+auth_token_file = "{tmp_path / "twilio-token"}"
+from = "{OUR_NUMBER}"
+base_url = "{provider_url}"
+timeout = 5
+"""
+    )
+    return path
+
+
+def capture(name: str) -> bytes:
+    return (CAPTURES / f"{name}.ami").read_bytes()
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for a condition another task or process brings about, or fail after PATIENCE."""
+    try:
+        async with asyncio.timeout(PATIENCE):
+            # The state lives in another process or another server: nothing to await but it.
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+def outbox_rows(tmp_path: Path) -> list[tuple[str | None, str, str]]:
+    """(to, state, reason) of every outbox row, read as another process would."""
+    db = tmp_path / "textback.db"
+    if not db.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        try:
+            rows = conn.execute("SELECT to_e164, state, reason FROM outbox ORDER BY id").fetchall()
+        except sqlite3.OperationalError:  # not migrated yet
+            return []
+    return [tuple(row) for row in rows]
+
+
+@contextlib.asynccontextmanager
+async def daemon_running(config: Config) -> AsyncIterator[Daemon]:
+    daemon = Daemon(config)
+    task = asyncio.create_task(daemon.run())
+    try:
+        yield daemon
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def successes(fake: TwilioFake) -> list[str]:
+    """The To of every request the fake accepted (answered 201), in order."""
+    return [r.form["To"] for r in fake.requests if r.path.endswith("Messages.json")]
+
+
+class TestOneTextPerMissedCall:
+    async def test_missed_call_is_texted_once_and_a_replay_sends_nothing(
+        self, tmp_path: Path
+    ) -> None:
+        """The caller gets one correct text; the same stream again (a restart) adds nothing."""
+        stream = capture("01-abandoned-ringing")
+        async with TwilioFake() as fake:
+            for _ in range(2):
+                async with AmiSimulator([stream], SimulatorOptions()) as pbx:
+                    path = write_config(tmp_path, ami_port=pbx.port, provider_url=fake.url)
+                    config = load(path)
+                    async with daemon_running(config) as daemon:
+                        await pbx.streamed.wait()
+                        await until(lambda: bool(outbox_rows(tmp_path)), "the outbox row")
+                        await until(lambda: outbox_rows(tmp_path)[0][1] == "sent", "the text to go")
+                        await until(lambda: daemon.idle.is_set(), "the call to be judged")
+        assert len(fake.requests) == 1
+        form = fake.requests[0].form
+        assert (form["To"], form["From"]) == ("+14155550101", OUR_NUMBER)
+        assert "Acme Plumbing" in form["Body"]
+        assert "Reply STOP" in form["Body"]
+        assert fake.requests[0].basic_auth() == (ACCOUNT, "twilio-token")
+        assert outbox_rows(tmp_path) == [("+14155550101", "sent", "ok")]
+
+    async def test_answered_call_and_anonymous_caller_get_no_text(self, tmp_path: Path) -> None:
+        """An answered call sends nothing; an anonymous one is logged as suppressed."""
+        streams = [capture("03-answered"), capture("11-anonymous")]
+        async with TwilioFake() as fake, AmiSimulator(streams, SimulatorOptions()) as pbx:
+            config = load(write_config(tmp_path, ami_port=pbx.port, provider_url=fake.url))
+            async with daemon_running(config):
+                await pbx.streamed.wait()
+                await until(lambda: len(outbox_rows(tmp_path)) == 1, "the suppressed row")
+        assert fake.requests == []
+        assert outbox_rows(tmp_path) == [(None, "suppressed", "suppressed: anonymous")]
+
+    async def test_provider_down_then_up_sends_each_once_in_order(self, tmp_path: Path) -> None:
+        """503s hold every text back; when the provider recovers they go once, oldest first."""
+        streams = [capture("01-abandoned-ringing"), capture("04-busy")]
+        async with TwilioFake() as fake, AmiSimulator(streams, SimulatorOptions()) as pbx:
+            for _ in range(3):
+                fake.script.append(fake.error(20500, 503, "Service unavailable"))
+            config = load(write_config(tmp_path, ami_port=pbx.port, provider_url=fake.url))
+            async with daemon_running(config):
+                await until(
+                    lambda: [r[1] for r in outbox_rows(tmp_path)] == ["sent", "sent"],
+                    "both texts to go",
+                )
+        tos = successes(fake)
+        assert tos[:3] == ["+14155550101"] * 3  # the oldest text is retried, nothing overtakes it
+        assert tos[3:] == ["+14155550101", "+14155550104"]
+
+
+def run_command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "textback", "run", "-c", str(config)]
+
+
+async def start(config: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *run_command(config),
+        cwd=REPO,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def kill(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
+
+
+async def wait_log(process: asyncio.subprocess.Process, needle: str) -> None:
+    assert process.stderr is not None
+    async with asyncio.timeout(PATIENCE):
+        while True:
+            line = (await process.stderr.readline()).decode()
+            assert line, f"textback run exited before logging {needle}"
+            if needle in line:
+                return
+
+
+class TestCrashes:
+    async def test_killed_while_the_request_is_in_flight_never_texts_twice(
+        self, tmp_path: Path
+    ) -> None:
+        """SIGKILL while Twilio holds the request, then restart: exactly one request, ever."""
+        async with TwilioFake() as fake:
+            fake.script.append(Hang())
+            async with AmiSimulator([capture("01-abandoned-ringing")], SimulatorOptions()) as pbx:
+                path = write_config(tmp_path, ami_port=pbx.port, provider_url=fake.url)
+                first = await start(path)
+                try:
+                    await until(lambda: len(fake.requests) == 1, "the request to reach Twilio")
+                finally:
+                    await kill(first)
+                second = await start(path)
+                try:
+                    await wait_log(second, "text_maybe_sent_before_crash")
+                    rows = outbox_rows(tmp_path)
+                finally:
+                    second.send_signal(signal.SIGTERM)
+                    await second.wait()
+        assert len(fake.requests) == 1
+        assert rows == [("+14155550101", "failed", "ambiguous")]
+
+    async def test_killed_before_sending_sends_exactly_once_after_restart(
+        self, tmp_path: Path
+    ) -> None:
+        """SIGKILL while the text waits out its grace delay: the restarted daemon sends it once."""
+        stream = [capture("01-abandoned-ringing")]
+        async with TwilioFake() as fake, AmiSimulator(stream, SimulatorOptions()) as pbx:
+            path = write_config(
+                tmp_path, ami_port=pbx.port, provider_url=fake.url, sending="grace_seconds = 2"
+            )
+            first = await start(path)
+            try:
+                await wait_log(first, "text_queued")
+            finally:
+                await kill(first)
+            assert fake.requests == []
+            second = await start(path)
+            try:
+                await until(lambda: len(fake.requests) == 1, "the text after restart")
+                await until(lambda: outbox_rows(tmp_path)[0][1] == "sent", "the sent mark")
+            finally:
+                second.send_signal(signal.SIGTERM)
+                await second.wait()
+        assert [r.form["To"] for r in fake.requests] == ["+14155550101"]
+        assert outbox_rows(tmp_path) == [("+14155550101", "sent", "ok")]
