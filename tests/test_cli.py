@@ -196,3 +196,67 @@ def test_demo_runs_and_shows_texts_and_summary() -> None:
     assert "13 inbound calls judged" in result.stdout
     assert "queue_abandoned" in result.stdout
     assert "SMS to +14155550103" not in result.stdout  # answered: no text
+
+
+def admin_config(tmp_path: Path, provider_url: str) -> Path:
+    (tmp_path / "token").write_text("twilio-token\n")
+    path = tmp_path / "textback.toml"
+    path.write_text(
+        f'[daemon]\ndatabase = "{tmp_path / "textback.db"}"\n'
+        '[business]\nname = "Acme Plumbing"\n'
+        '[trunks.carrier-a]\nchannels = ["PJSIP/carrier-a-*"]\n'
+        f'[gateway]\nkind = "twilio"\naccount_sid = "AC{"0" * 31}1"\n'
+        f'auth_token_file = "{tmp_path / "token"}"\nfrom = "+12125550100"\n'
+        f'base_url = "{provider_url}"\n'
+    )
+    return path
+
+
+class TestAdminCommands:
+    async def test_optout_blocks_send_test_until_removed(self, tmp_path: Path) -> None:
+        """optout add/list/remove work on the daemon's file; send-test never texts an opt-out."""
+        from tests.fakeproviders import TwilioFake
+
+        async with TwilioFake() as fake:
+            config = str(admin_config(tmp_path, fake.url))
+
+            def run(*args: str) -> tuple[int, str]:
+                import subprocess
+
+                done = subprocess.run(
+                    [sys.executable, "-m", "textback", *args, "-c", config],
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+                return done.returncode, done.stdout
+
+            async def arun(*args: str) -> tuple[int, str]:
+                return await asyncio.to_thread(run, *args)
+
+            assert (await arun("optout", "add", "(415) 555-0123"))[0] == 0
+            code, listing = await arun("optout", "list")
+            assert (code, "+14155550123" in listing) == (0, True)
+            code, out = await arun("send-test", "+14155550123")
+            assert (code, fake.requests) == (1, [])
+            assert "opted out" in out
+            assert (await arun("optout", "remove", "+14155550123"))[0] == 0
+            code, out = await arun("send-test", "+14155550123")
+            assert code == 0, out
+            assert "sent to +14155550123 through twilio" in out
+            (request,) = fake.requests
+            assert request.form["To"] == "+14155550123"
+            assert "Acme Plumbing" in request.form["Body"]
+            code, out = await arun("outbox")
+            assert code == 0
+            assert "state" in out
+
+    def test_optout_rejects_a_non_number(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A number that does not parse is refused, not stored."""
+        config = str(admin_config(tmp_path, "http://127.0.0.1:9"))
+        assert main(["optout", "add", "call-me-maybe", "-c", config]) == EX_DATAERR
+        assert "not a valid phone number" in capsys.readouterr().out

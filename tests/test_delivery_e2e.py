@@ -244,3 +244,57 @@ class TestCrashes:
                 await second.wait()
         assert [r.form["To"] for r in fake.requests] == ["+14155550101"]
         assert outbox_rows(tmp_path) == [("+14155550101", "sent", "ok")]
+
+
+class TestRecovery:
+    async def test_callback_answered_within_grace_cancels_the_text(self, tmp_path: Path) -> None:
+        """Caller hangs up, calls again and is answered before the grace ends: no text."""
+        stream = [capture("pjsip-T12-abandon-then-callback-answered")]
+        async with TwilioFake() as fake, AmiSimulator(stream, SimulatorOptions()) as pbx:
+            path = write_config(
+                tmp_path, ami_port=pbx.port, provider_url=fake.url, sending="grace_seconds = 30"
+            )
+            async with daemon_running(load(path)) as daemon:
+                await pbx.streamed.wait()
+                await until(lambda: outbox_rows(tmp_path)[-1:] != [], "the outbox row")
+                await until(lambda: daemon.idle.is_set(), "both calls judged")
+                await until(lambda: outbox_rows(tmp_path)[0][1] == "cancelled", "the cancel")
+        assert outbox_rows(tmp_path) == [("+14155550312", "cancelled", "recovered")]
+        assert fake.requests == []
+
+    async def test_our_phone_calling_the_number_back_cancels_the_text(self, tmp_path: Path) -> None:
+        """A phone of ours dialling the caller during the grace delay cancels the pending text."""
+        from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
+        from textback.delivery import Delivery
+        from textback.store import Store
+
+        async with TwilioFake() as fake:
+            config = load(
+                write_config(
+                    tmp_path, ami_port=5038, provider_url=fake.url, sending="grace_seconds = 60"
+                )
+            )
+            async with await Store.open(config.daemon.database) as store:
+                delivery = Delivery(config, store, config.gateway, clock=lambda: 2000.0)
+                missed = CallVerdict(
+                    call_id="1795810842.0",
+                    pbx="asterisk",
+                    trunk="carrier-a",
+                    verdict=Verdict.MISSED,
+                    reason=Reason.ABANDONED,
+                    caller_raw="+14155550101",
+                    caller_name="",
+                    anonymous=False,
+                    did="+12125550100",
+                    started_at=1990.0,
+                    ended_at=1995.0,
+                )
+                queued = await delivery.on_verdict(missed)
+                assert queued is not None
+                assert queued.state == "pending"
+                await delivery.on_notice(
+                    CallNotice(
+                        kind="dialed_out", number="14155550101", trunk="carrier-a", at=2001.0
+                    )
+                )
+        assert outbox_rows(tmp_path) == [("+14155550101", "cancelled", "recovered")]
