@@ -298,3 +298,17 @@ class TestRecovery:
                     )
                 )
         assert outbox_rows(tmp_path) == [("+14155550101", "cancelled", "recovered")]
+
+
+async def test_provider_down_past_max_age_expires_the_text(tmp_path: Path) -> None:
+    """A text still undelivered when it gets too old is dropped, not sent late."""
+    async with TwilioFake() as fake, AmiSimulator([capture("01-abandoned-ringing")]) as pbx:
+        for _ in range(200):
+            fake.script.append(fake.error(20500, 503, "Service unavailable"))
+        sending = "grace_seconds = 0\nmax_age_hours = 0.0005\nmax_attempts = 100"
+        path = write_config(tmp_path, ami_port=pbx.port, provider_url=fake.url, sending=sending)
+        async with daemon_running(load(path)):
+            await until(lambda: outbox_rows(tmp_path)[-1:] != [], "the outbox row")
+            await until(lambda: outbox_rows(tmp_path)[0][1] == "expired", "the text to expire")
+    assert outbox_rows(tmp_path) == [("+14155550101", "expired", "max_age")]
+    assert len(fake.requests) >= 2  # it was tried, and never got through

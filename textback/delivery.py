@@ -301,10 +301,11 @@ class Delivery:
                 jitter=self.rng.random(),
                 retry_after=exc.retry_after,
             )
-            if row.attempts >= sending.max_attempts or now + delay >= row.expires_at:
+            if row.attempts >= sending.max_attempts:
                 await outbox.mark_failed(row.id, kind=exc.kind.value, error=exc.detail, now=now)
                 log.error("text_gave_up", **fields, attempts=row.attempts, error=exc.detail)
                 return
+            # A retry due after the text's max age never happens: expire() ends the row then.
             self._hold_until = now + delay
             await outbox.mark_retry(
                 row.id, next_attempt_at=now + delay, error=exc.detail, kind=exc.kind.value, now=now
