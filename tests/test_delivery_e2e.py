@@ -13,13 +13,21 @@ import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from structlog.testing import capture_logs
 
 from tests.conftest import CAPTURES, REPO
 from tests.fakeproviders import Hang, TwilioFake
 from textback.config import Config, load
+from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
+from textback.delivery import Delivery
+from textback.gateways.base import GatewayContext
 from textback.service import Daemon
 from textback.simulator import AmiSimulator, SimulatorOptions
+from textback.store import Store
 
 PATIENCE = 30.0
 ACCOUNT = "AC" + "0" * 31 + "1"
@@ -264,10 +272,6 @@ class TestRecovery:
 
     async def test_our_phone_calling_the_number_back_cancels_the_text(self, tmp_path: Path) -> None:
         """A phone of ours dialling the caller during the grace delay cancels the pending text."""
-        from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
-        from textback.delivery import Delivery
-        from textback.store import Store
-
         async with TwilioFake() as fake:
             config = load(
                 write_config(
@@ -312,3 +316,59 @@ async def test_provider_down_past_max_age_expires_the_text(tmp_path: Path) -> No
             await until(lambda: outbox_rows(tmp_path)[0][1] == "expired", "the text to expire")
     assert outbox_rows(tmp_path) == [("+14155550101", "expired", "max_age")]
     assert len(fake.requests) >= 2  # it was tried, and never got through
+
+
+def missed_call(call_id: str, caller: str, ended_at: float) -> CallVerdict:
+    return CallVerdict(
+        call_id=call_id,
+        pbx="asterisk",
+        trunk="carrier-a",
+        verdict=Verdict.MISSED,
+        reason=Reason.ABANDONED,
+        caller_raw=caller,
+        caller_name="",
+        anonymous=False,
+        did="+12125550100",
+        started_at=ended_at - 10,
+        ended_at=ended_at,
+    )
+
+
+async def test_quiet_hours_defer_the_text_to_the_recipients_morning(tmp_path: Path) -> None:
+    """A call at 03:00 in New York is texted at 09:00 New York time, not at once."""
+    night = datetime(2026, 11, 27, 3, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
+    sending = 'grace_seconds = 0\nwindow = "09:00-20:00"\nmax_age_hours = 12'
+    config = load(
+        write_config(tmp_path, ami_port=5038, provider_url="http://127.0.0.1:9", sending=sending)
+    )
+    async with await Store.open(config.daemon.database) as store:
+        delivery = Delivery(config, store, config.gateway, clock=lambda: night)
+        await delivery.on_verdict(missed_call("c1", "+12125550123", night))
+        (row,) = await store.outbox.recent(1)
+    morning = datetime(2026, 11, 27, 9, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
+    assert (row.state, row.next_attempt_at) == ("pending", morning)
+
+
+async def test_hourly_cap_holds_texts_back_and_logs_once(tmp_path: Path) -> None:
+    """Past max_per_hour nothing more is sent; the rows wait and one error says why."""
+    async with TwilioFake() as fake:
+        path = write_config(tmp_path, ami_port=5038, provider_url=fake.url)
+        with path.open("a") as toml:
+            toml.write("\n[policy]\nmax_per_hour = 1\n")
+        config = load(path)
+        now = 1_800_000_000.0
+        with capture_logs() as logs:
+            async with await Store.open(config.daemon.database) as store:
+                delivery = Delivery(config, store, config.gateway, clock=lambda: now)
+                await config.gateway.start(GatewayContext())
+                try:
+                    await delivery.on_verdict(missed_call("c1", "+14155550123", now))
+                    await delivery.on_verdict(missed_call("c2", "+14155550124", now))
+                    for _ in range(3):
+                        await delivery._step()
+                finally:
+                    await config.gateway.aclose()
+                states = [row.state for row in reversed(await store.outbox.recent(5))]
+    assert states == ["sent", "pending"]
+    assert [r.form["To"] for r in fake.requests] == ["+14155550123"]
+    assert [e["cap"] for e in logs if e["event"] == "sms_cap_reached"] == ["max_per_hour"]
