@@ -24,6 +24,7 @@ from textback.config_delivery import (
     SendingConfig as SendingConfig,  # re-exported: part of Config's interface
 )
 from textback.config_delivery import (
+    check_not_above,
     gateway_settings,
     gateway_summary,
     policy_summary,
@@ -300,12 +301,7 @@ def _asterisk(
     reconnect_min = seconds("reconnect_min", d.reconnect_min, "first wait before reconnecting")
     reconnect_max = seconds("reconnect_max", d.reconnect_max, "longest wait between reconnects")
     auth_retry = seconds("auth_retry", d.auth_retry, "wait after the PBX refuses the secret")
-    if not {"reconnect_min", "reconnect_max"} & s.bad and reconnect_min > reconnect_max:
-        s.problem(
-            "reconnect_min",
-            f"{reconnect_min:g} is more than reconnect_max ({reconnect_max:g}) — "
-            "make reconnect_min the smaller of the two",
-        )
+    check_not_above(s, "reconnect_min", reconnect_min, "reconnect_max", reconnect_max)
     voicemail = s.strings(
         "voicemail_contexts",
         d.voicemail_contexts,

@@ -64,6 +64,19 @@ def timezone_problem(name: str) -> str | None:
     return None
 
 
+def check_not_above(s: Table, low: str, low_value: float, high: str, high_value: float) -> None:
+    """Record a problem under ``low`` when it is set above ``high`` (a minimum above its maximum).
+
+    Skipped when either key is already bad: its value is then the default, not the user's.
+    Floats are shown with ``:g`` (``2`` rather than ``2.0``), whole numbers as they are.
+    """
+    if not {low, high} & s.bad and low_value > high_value:
+        shown, limit = (
+            f"{v:g}" if isinstance(v, float) else str(v) for v in (low_value, high_value)
+        )
+        s.problem(low, f"{shown} is more than {high} ({limit}) — make {low} the smaller of the two")
+
+
 # --- [policy] -------------------------------------------------------------------------------
 
 _POLICY_KEYS: Final = (
@@ -160,12 +173,7 @@ def read_policy(
         expected="a whole number greater than 0",
         fix=f"texts per day across all callers before sending stops (default {d.max_per_day})",
     )
-    if not {"max_per_hour", "max_per_day"} & s.bad and per_hour > per_day:
-        s.problem(
-            "max_per_hour",
-            f"{per_hour} is more than max_per_day ({per_day}) — "
-            "make max_per_hour the smaller of the two",
-        )
+    check_not_above(s, "max_per_hour", per_hour, "max_per_day", per_day)
     allow = s.strings("allow", d.allow, example='["+1555*"]', check=_e164_problem)
     deny = s.strings("deny", d.deny, example='["+1900*"]', check=_e164_problem)
     internal = s.strings(
@@ -618,12 +626,7 @@ def read_sending(
         expected="a number of seconds greater than 0",
         fix=f"the longest wait between retries (default {d.retry_max_seconds:g})",
     )
-    if not {"retry_base_seconds", "retry_max_seconds"} & s.bad and base > longest:
-        s.problem(
-            "retry_base_seconds",
-            f"{base:g} is more than retry_max_seconds ({longest:g}) — "
-            "make retry_base_seconds the smaller of the two",
-        )
+    check_not_above(s, "retry_base_seconds", base, "retry_max_seconds", longest)
     fallback = business_timezone or d.timezone
     timezone = s.string(
         "timezone",

@@ -19,7 +19,8 @@ Example::
     raise failure(reply, code=vendor_code(reply.field("code")), codes=CODES)
 
 Adapters read their TOML with ``textback.tomltable.Table`` plus the helpers here
-(:func:`read_timeout`, :func:`read_e164`, :func:`secret_hint`).
+(:func:`read_timeout`, :func:`read_base_url`, :func:`read_e164`, :func:`read_matching`,
+:func:`secret_hint`).
 """
 
 from __future__ import annotations
@@ -70,15 +71,58 @@ def secret_hint(spec: SecretSpec) -> str:
     return f"the {spec.what} itself never goes in the TOML — {spec.howto}"
 
 
-def read_e164(s: Table, name: str, *, fix: str, required: bool = False) -> str | None:
-    """An E.164 number key ("+14155550100"); None when absent or bad (a problem is recorded)."""
+def read_matching(
+    s: Table,
+    name: str,
+    pattern: re.Pattern[str],
+    *,
+    shape: str,
+    fix: str,
+    wrong_fix: str | None = None,
+    required: bool = False,
+) -> str | None:
+    """A string key that must match ``pattern`` whole; None when absent or bad.
+
+    A value that does not match is recorded as ``"<value>" is not <shape> — <wrong_fix>``
+    (``wrong_fix`` defaults to ``fix``, the text for a missing or non-string value).
+    """
     value = s.string(name, "", fix=fix, required=required)
     if not value or name in s.bad:
         return None
-    if not E164.fullmatch(value):
-        s.problem(name, f'"{value}" is not an E.164 number like "+14155550100" — {fix}')
+    if not pattern.fullmatch(value):
+        s.problem(name, f'"{value}" is not {shape} — {wrong_fix or fix}')
         return None
     return value
+
+
+def read_e164(s: Table, name: str, *, fix: str, required: bool = False) -> str | None:
+    """An E.164 number key ("+14155550100"); None when absent or bad (a problem is recorded)."""
+    shape = 'an E.164 number like "+14155550100"'
+    return read_matching(s, name, E164, shape=shape, fix=fix, required=required)
+
+
+def check_sender(s: Table, pool: str, *, neither: str, both: str | None = None) -> None:
+    """Check that a send has a sender: the ``from`` key, or ``pool`` (a key naming a
+    vendor-side sender pool, such as a Messaging Service).
+
+    Neither is recorded against the table as ``no sender — <neither>``; both, when the
+    vendor refuses that, as the problem ``both`` of the ``pool`` key.
+    """
+    has_from, has_pool = "from" in s.data, pool in s.data
+    if has_from and has_pool:
+        if both is not None:
+            s.problem(pool, both)
+    elif not has_from and not has_pool:
+        s.problems.append(f"{s.path}: no sender — {neither}")
+
+
+def read_base_url(s: Table, default: str) -> str:
+    """The ``base_url`` key of a vendor adapter: the vendor's API root unless proxied or tested."""
+    return s.url(
+        "base_url",
+        default,
+        fix=f'leave it out to use "{default}"; set it only for a proxy or a test',
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +233,15 @@ def failure(
         retry_after=(wait if wait is not None else reply.retry_after)
         if kind is FailureKind.TRANSIENT
         else None,
+    )
+
+
+def accepted_unreadable(reply: HttpReply, missing: str) -> GatewayError:
+    """A 2xx whose message id cannot be read: the text may be on its way, so never retry it."""
+    return GatewayError(
+        FailureKind.PERMANENT,
+        f"HTTP {reply.status} without {missing}: {reply.text()}",
+        maybe_sent=True,
     )
 
 
@@ -347,11 +400,15 @@ __all__ = [
     "USER_AGENT",
     "HttpAdapterBase",
     "HttpReply",
+    "accepted_unreadable",
     "basic_auth",
+    "check_sender",
     "classify_http_status",
     "code_table",
     "failure",
+    "read_base_url",
     "read_e164",
+    "read_matching",
     "read_timeout",
     "retry_after",
     "secret_hint",

@@ -25,8 +25,11 @@ from textback.gateways.http import (
     DEFAULT_TIMEOUT,
     HttpAdapterBase,
     HttpReply,
+    accepted_unreadable,
+    check_sender,
     code_table,
     failure,
+    read_base_url,
     read_e164,
     read_timeout,
     secret_hint,
@@ -125,16 +128,12 @@ class PlivoGateway(HttpAdapterBase):
                 f"{show(powerpack)} is not a Powerpack UUID — copy it from the Plivo console "
                 "(Messaging, Powerpacks)",
             )
-        if "from" in table and "powerpack_uuid" in table:
-            s.problem(
-                "powerpack_uuid",
-                'set together with "from" — keep one: the Powerpack picks the sender itself',
-            )
-        elif "from" not in table and "powerpack_uuid" not in table:
-            problems.append(
-                f'{path}: no sender — set from = "+14155550100" (your Plivo number) or '
-                'powerpack_uuid = "…"'
-            )
+        check_sender(
+            s,
+            "powerpack_uuid",
+            neither='set from = "+14155550100" (your Plivo number) or powerpack_uuid = "…"',
+            both='set together with "from" — keep one: the Powerpack picks the sender itself',
+        )
         status_callback = (
             s.url(
                 "status_callback",
@@ -144,11 +143,7 @@ class PlivoGateway(HttpAdapterBase):
             or None
         )
         timeout = read_timeout(s)
-        base_url = s.url(
-            "base_url",
-            "https://api.plivo.com",
-            fix='leave it out to use "https://api.plivo.com"; set it only for a proxy or a test',
-        )
+        base_url = read_base_url(s, "https://api.plivo.com")
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -184,11 +179,7 @@ class PlivoGateway(HttpAdapterBase):
             uuid = reply.field("message_uuid", 0)
             if isinstance(uuid, str) and uuid:
                 return SendReceipt(uuid)
-            # Accepted but unreadable: the text may be on its way, so never retry it.
-            raise GatewayError(
-                FailureKind.PERMANENT,
-                f"HTTP {reply.status} without a message_uuid: {reply.text()}",
-            )
+            raise accepted_unreadable(reply, "a message_uuid")
         raise send_failure(reply)
 
 

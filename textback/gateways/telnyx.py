@@ -21,9 +21,13 @@ from textback.gateways.http import (
     DEFAULT_TIMEOUT,
     HttpAdapterBase,
     HttpReply,
+    accepted_unreadable,
+    check_sender,
     code_table,
     failure,
+    read_base_url,
     read_e164,
+    read_matching,
     read_timeout,
     retry_after,
     secret_hint,
@@ -120,36 +124,32 @@ class TelnyxGateway(HttpAdapterBase):
         s = Table(problems, path, table, cls.KEYS, _HINTS)
         api_key, _ = read_secret(s, base, require_secrets, API_KEY)
         sender = read_e164(s, "from", fix='your Telnyx number in E.164, e.g. from = "+14155550100"')
-        profile_fix = (
-            "the ID of a Messaging Profile from the Telnyx portal (Messaging), or remove it"
+        profile = read_matching(
+            s,
+            "messaging_profile_id",
+            PROFILE_ID,
+            shape="a profile ID (a UUID)",
+            fix="the ID of a Messaging Profile from the Telnyx portal (Messaging), or remove it",
         )
-        profile = s.string("messaging_profile_id", "", fix=profile_fix)
-        if profile and "messaging_profile_id" not in s.bad and not PROFILE_ID.fullmatch(profile):
-            s.problem(
-                "messaging_profile_id", f'"{profile}" is not a profile ID (a UUID) — {profile_fix}'
-            )
-        if "from" not in table and "messaging_profile_id" not in table:
-            problems.append(
-                f'{path}: no sender — set from = "+14155550100" (your Telnyx number) or '
-                "messaging_profile_id (to send from the profile's number pool)"
-            )
+        check_sender(
+            s,
+            "messaging_profile_id",
+            neither='set from = "+14155550100" (your Telnyx number) or '
+            "messaging_profile_id (to send from the profile's number pool)",
+        )
         webhook = s.url(
             "webhook_url",
             "",
             fix="the https:// URL where Telnyx should post delivery reports, or remove it",
         )
         timeout = read_timeout(s)
-        base_url = s.url(
-            "base_url",
-            "https://api.telnyx.com",
-            fix='leave it out to use "https://api.telnyx.com"; set it only for a proxy or a test',
-        )
+        base_url = read_base_url(s, "https://api.telnyx.com")
         if problems:
             raise ConfigError(problems)
         return cls(
             api_key=api_key,
             sender=sender,
-            profile_id=profile or None,
+            profile_id=profile,
             webhook_url=webhook or None,
             base_url=base_url,
             timeout=timeout,
@@ -179,12 +179,7 @@ class TelnyxGateway(HttpAdapterBase):
             message_id = reply.field("data", "id")
             if isinstance(message_id, str) and message_id:
                 return SendReceipt(message_id)
-            # Accepted but unreadable: the text may be on its way, so never retry it.
-            raise GatewayError(
-                FailureKind.PERMANENT,
-                f"HTTP {reply.status} without data.id: {reply.text()}",
-                maybe_sent=True,
-            )
+            raise accepted_unreadable(reply, "data.id")
         code, detail = first_error(reply)
         raise failure(reply, code=code, codes=TELNYX_CODES, detail=detail, wait=rate_reset(reply))
 

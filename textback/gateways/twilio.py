@@ -21,9 +21,13 @@ from textback.gateways.base import FailureKind, GatewayError, OutgoingSms, SendR
 from textback.gateways.http import (
     DEFAULT_TIMEOUT,
     HttpAdapterBase,
+    accepted_unreadable,
+    check_sender,
     code_table,
     failure,
+    read_base_url,
     read_e164,
+    read_matching,
     read_timeout,
     secret_hint,
     vendor_code,
@@ -160,12 +164,7 @@ class TwilioCompatibleGateway(HttpAdapterBase):
             sid = reply.field("sid")
             if isinstance(sid, str) and sid:
                 return SendReceipt(sid)
-            # Accepted but unreadable: the text may be on its way, so never retry it.
-            raise GatewayError(
-                FailureKind.PERMANENT,
-                f"HTTP {reply.status} without a message sid: {reply.text()}",
-                maybe_sent=True,
-            )
+            raise accepted_unreadable(reply, "a message sid")
         message = reply.field("message")
         raise failure(
             reply,
@@ -173,16 +172,6 @@ class TwilioCompatibleGateway(HttpAdapterBase):
             codes=TWILIO_CODES,
             detail=message if isinstance(message, str) and message else "",
         )
-
-
-def _sid(s: Table, name: str, pattern: re.Pattern[str], shape: str, fix: str) -> str | None:
-    value = s.string(name, "", fix=fix)
-    if not value or name in s.bad:
-        return None
-    if not pattern.fullmatch(value):
-        s.problem(name, f'"{value}" is not {shape} — {fix}')
-        return None
-    return value
 
 
 def _common(s: Table) -> tuple[str | None, int | None, float]:
@@ -234,24 +223,24 @@ class TwilioGateway(TwilioCompatibleGateway):
     ) -> Self:
         problems: list[str] = []
         s = Table(problems, path, table, cls.KEYS, _HINTS)
-        account = s.string(
-            "account_sid",
-            "",
-            required=True,
-            fix='the Account SID from the Twilio console, e.g. account_sid = "AC0123…"',
-        )
-        if account and "account_sid" not in s.bad and not ACCOUNT_SID.fullmatch(account):
-            s.problem(
+        account = (
+            read_matching(
+                s,
                 "account_sid",
-                f'"{account}" is not an Account SID ("AC" and 32 hex digits) — copy it from '
-                "the Twilio console's Account Info",
+                ACCOUNT_SID,
+                required=True,
+                shape='an Account SID ("AC" and 32 hex digits)',
+                fix='the Account SID from the Twilio console, e.g. account_sid = "AC0123…"',
+                wrong_fix="copy it from the Twilio console's Account Info",
             )
-        key_sid = _sid(
+            or ""
+        )
+        key_sid = read_matching(
             s,
             "api_key_sid",
             API_KEY_SID,
-            'an API key SID ("SK" and 32 hex digits)',
-            "copy it from the Twilio console (API keys & tokens), "
+            shape='an API key SID ("SK" and 32 hex digits)',
+            fix="copy it from the Twilio console (API keys & tokens), "
             "or remove it to use the auth token",
         )
         if "api_key_sid" in table:
@@ -274,30 +263,22 @@ class TwilioGateway(TwilioCompatibleGateway):
             fix='your Twilio number in E.164, e.g. from = "+14155550100" (short codes and '
             "alphanumeric senders go through a Messaging Service: messaging_service_sid)",
         )
-        service = _sid(
+        service = read_matching(
             s,
             "messaging_service_sid",
             SERVICE_SID,
-            'a Messaging Service SID ("MG" and 32 hex digits)',
-            "copy it from the Twilio console (Messaging, Services)",
+            shape='a Messaging Service SID ("MG" and 32 hex digits)',
+            fix="copy it from the Twilio console (Messaging, Services)",
         )
-        has_from, has_service = "from" in table, "messaging_service_sid" in table
-        if has_from and has_service:
-            s.problem(
-                "messaging_service_sid",
-                'set together with "from" — keep one: the service picks the sender itself',
-            )
-        elif not has_from and not has_service:
-            problems.append(
-                f'{path}: no sender — set from = "+14155550100" (your Twilio number) or '
-                'messaging_service_sid = "MG…"'
-            )
+        check_sender(
+            s,
+            "messaging_service_sid",
+            neither='set from = "+14155550100" (your Twilio number) or '
+            'messaging_service_sid = "MG…"',
+            both='set together with "from" — keep one: the service picks the sender itself',
+        )
         status_callback, validity, timeout = _common(s)
-        api_base = s.url(
-            "base_url",
-            "https://api.twilio.com",
-            fix='leave it out to use "https://api.twilio.com"; set it only for a proxy or a test',
-        )
+        api_base = read_base_url(s, "https://api.twilio.com")
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -335,18 +316,18 @@ class SignalWireGateway(TwilioCompatibleGateway):
     ) -> Self:
         problems: list[str] = []
         s = Table(problems, path, table, cls.KEYS, _HINTS)
-        project = s.string(
-            "project_id",
-            "",
-            required=True,
-            fix="the Project ID from your SignalWire space's API page",
-        )
-        if project and "project_id" not in s.bad and not PROJECT_ID.fullmatch(project):
-            s.problem(
+        project = (
+            read_matching(
+                s,
                 "project_id",
-                f'"{project}" is not a Project ID (a UUID like '
-                '"12345678-90ab-cdef-1234-567890abcdef") — copy it from the API page of your space',
+                PROJECT_ID,
+                required=True,
+                shape='a Project ID (a UUID like "12345678-90ab-cdef-1234-567890abcdef")',
+                fix="the Project ID from your SignalWire space's API page",
+                wrong_fix="copy it from the API page of your space",
             )
+            or ""
+        )
         secret, _ = read_secret(s, base, require_secrets, SIGNALWIRE_TOKEN)
         sender = read_e164(
             s,

@@ -32,6 +32,7 @@ from textback.gateways.http import (
     HttpReply,
     code_table,
     failure,
+    read_base_url,
     read_timeout,
     secret_hint,
     vendor_code,
@@ -132,11 +133,7 @@ class VoipMsGateway(HttpAdapterBase):
             if not did:
                 s.problem("did", f"{show(did_text)} is not a North American number — {did_fix}")
         timeout = read_timeout(s)
-        base_url = s.url(
-            "base_url",
-            "https://voip.ms",
-            fix='leave it out to use "https://voip.ms"; set it only for a proxy or a test',
-        )
+        base_url = read_base_url(s, "https://voip.ms")
         if problems:
             raise ConfigError(problems)
         return cls(

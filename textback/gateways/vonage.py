@@ -24,8 +24,10 @@ from textback.gateways.http import (
     E164,
     HttpAdapterBase,
     HttpReply,
+    accepted_unreadable,
     code_table,
     failure,
+    read_base_url,
     read_timeout,
     secret_hint,
     vendor_code,
@@ -145,11 +147,7 @@ class VonageGateway(HttpAdapterBase):
             fix="the https:// URL where Vonage should post delivery receipts, or remove it",
         )
         timeout = read_timeout(s)
-        base_url = s.url(
-            "base_url",
-            "https://rest.nexmo.com",
-            fix='leave it out to use "https://rest.nexmo.com"; set it only for a proxy or a test',
-        )
+        base_url = read_base_url(s, "https://rest.nexmo.com")
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -184,11 +182,7 @@ class VonageGateway(HttpAdapterBase):
             raise failure(reply)
         parts = reply.field("messages")
         if not isinstance(parts, list) or not parts:
-            raise GatewayError(
-                FailureKind.PERMANENT,
-                f"HTTP {reply.status} without messages: {reply.text()}",
-                maybe_sent=True,
-            )
+            raise accepted_unreadable(reply, "messages")
         results = [_part(reply, i) for i in range(len(parts))]
         failed = [(status, text) for status, text in results if status != "0"]
         if not failed:
