@@ -15,6 +15,7 @@ from textback.log import reset
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 CAPTURES = TESTS / "captures" / "asterisk"
+FS_CAPTURES = TESTS / "captures" / "freeswitch"
 EXAMPLE_CONFIG = REPO / "textback.example.toml"
 
 
@@ -42,6 +43,10 @@ def expected_of(capture: Path) -> Expected:
 
 def all_captures() -> list[Path]:
     return sorted(CAPTURES.glob("*.ami"))
+
+
+def fs_captures() -> list[Path]:
+    return sorted(FS_CAPTURES.glob("*.esl"))
 
 
 @pytest.fixture(scope="session")

@@ -8,18 +8,34 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAPTURES, REPO, Expected, all_captures, expected_of
+from tests.conftest import (
+    CAPTURES,
+    FS_CAPTURES,
+    REPO,
+    Expected,
+    all_captures,
+    expected_of,
+    fs_captures,
+)
 from textback.callview import verdict_record
 from textback.config import Config
 from textback.core.asterisk import AmiCorrelator, AmiMessage
+from textback.core.freeswitch import FsCorrelator
 from textback.core.verdict import CallVerdict, Verdict
 from textback.pbx.ami_proto import AmiFramer
-from textback.replay import correlate, replay_bytes
+from textback.pbx.esl_proto import SUBSCRIBED_CUSTOM, SUBSCRIBED_EVENTS, EslFramer, decode_event
+from textback.replay import ReplayResult, correlate, replay_bytes
 
 # Where the team's shared ground truth lives beside a checkout, when it does.
-SHARED = REPO.parent / "shared" / "captures" / "asterisk"
+SHARED = REPO.parent / "shared" / "captures"
 # Event classes a site that grants only `read = system,call,agent` does not get.
 RESTRICTED_CLASSES = {"dialplan", "cdr", "security"}
+
+
+def replay(capture: Path, config: Config) -> ReplayResult:
+    return replay_bytes(
+        capture.read_bytes(), config.correlator_settings(), config.freeswitch_settings()
+    )
 
 
 def judged(verdicts: Iterable[CallVerdict]) -> list[tuple[str, str]]:
@@ -40,7 +56,7 @@ def restricted(messages: Iterable[AmiMessage]) -> list[AmiMessage]:
 class TestCaptureVerdicts:
     def test_full_stream(self, capture: Path, example_config: Config) -> None:
         """The whole capture, as recorded with read = all, gives the sidecar's verdicts."""
-        result = replay_bytes(capture.read_bytes(), example_config.correlator_settings())
+        result = replay(capture, example_config)
         assert result.problems == []
         check(expected_of(capture), result.verdicts)
 
@@ -56,7 +72,7 @@ class TestCaptureVerdicts:
     def test_caller_is_reported_as_in_sidecar(self, capture: Path, example_config: Config) -> None:
         """The first inbound call's caller prints as the sidecar names it (E.164 or anonymous)."""
         expected = expected_of(capture)
-        result = replay_bytes(capture.read_bytes(), example_config.correlator_settings())
+        result = replay(capture, example_config)
         records = [
             verdict_record(v, example_config.trunks)
             for v in result.verdicts
@@ -81,18 +97,60 @@ def test_captures_are_present() -> None:
         assert capture.with_suffix(".json").exists()
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="no shared captures beside this checkout")
-def test_repo_copy_matches_shared_ground_truth() -> None:
-    """Every file of the shared Asterisk captures is in the repo, byte for byte."""
+@pytest.mark.parametrize(("pbx", "copy"), [("asterisk", CAPTURES), ("freeswitch", FS_CAPTURES)])
+def test_repo_copy_matches_shared_ground_truth(pbx: str, copy: Path) -> None:
+    """Every file of the shared captures is in the repo, byte for byte."""
+    source_dir = SHARED / pbx
+    if not source_dir.is_dir():
+        pytest.skip("no shared captures beside this checkout")
     missing = []
-    for source in sorted(SHARED.iterdir()):
+    for source in sorted(source_dir.iterdir()):
         if not source.is_file():
             continue
-        copy = CAPTURES / source.name
-        if not copy.exists() or _digest(copy) != _digest(source):
+        mine = copy / source.name
+        if not mine.exists() or _digest(mine) != _digest(source):
             missing.append(source.name)
     assert missing == [], "copy these from the shared captures, unedited: " + ", ".join(missing)
 
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("capture", fs_captures(), ids=lambda p: p.stem)
+class TestFreeswitchCaptureVerdicts:
+    def test_full_stream(self, capture: Path, example_config: Config) -> None:
+        """The whole ESL capture (event ... ALL) gives the sidecar's verdicts."""
+        result = replay(capture, example_config)
+        assert result.problems == []
+        check(expected_of(capture), result.verdicts)
+
+    def test_only_the_events_textback_subscribes_to(
+        self, capture: Path, example_config: Config
+    ) -> None:
+        """What textback's own subscription delivers is enough for the same verdicts."""
+        frames, _ = EslFramer().receive_data(capture.read_bytes())
+        events = [
+            e
+            for e in map(decode_event, frames)
+            if e is not None
+            and (
+                e.get("Event-Name") in SUBSCRIBED_EVENTS
+                or e.get("Event-Subclass") in SUBSCRIBED_CUSTOM
+            )
+        ]
+        verdicts, _ = correlate(events, FsCorrelator(example_config.freeswitch_settings()))
+        check(expected_of(capture), verdicts)
+
+    def test_caller_is_reported_as_in_sidecar(self, capture: Path, example_config: Config) -> None:
+        """The first inbound call's caller prints as the sidecar names it (E.164 or anonymous)."""
+        expected = expected_of(capture)
+        records = [
+            verdict_record(v, example_config.trunks)
+            for v in replay(capture, example_config).verdicts
+            if v.verdict is not Verdict.IGNORED
+        ]
+        if not expected.calls:
+            assert records == []
+            return
+        assert records[0]["caller"] == expected.caller.split("..")[0]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from textback.config import (
     Config,
     CorrelationConfig,
     DaemonConfig,
+    FreeswitchConfig,
     load,
     summary,
 )
@@ -23,6 +25,7 @@ from textback.config_delivery import (
     SendingConfig,
     gateway_settings,
 )
+from textback.core.freeswitch import FsCorrelatorSettings
 from textback.core.policy import PolicySettings
 from textback.core.templates import KINDS, Route, lint
 from textback.core.window import SendingWindow
@@ -30,11 +33,45 @@ from textback.errors import ConfigError
 from textback.tomltable import Secret
 
 EXAMPLE = Path(__file__).parent.parent / "textback.example.toml"
+ESL_SNIPPET = Path(__file__).parent.parent / "config" / "freeswitch" / "event_socket.conf.xml"
 SECRET = "pa55-w0rd-do-not-print"
 
 BUSINESS = '[business]\nname = "Acme"\n'
 TRUNK = '[trunks.carrier-a]\nchannels = ["PJSIP/carrier-a-*"]\n'
 MINIMAL = BUSINESS + TRUNK
+FS_TRUNK = '[trunks.carrier-a]\ngateways = ["carrier-a"]\n'
+FS_MINIMAL = BUSINESS + FS_TRUNK
+
+# Channel variables of the A-legs in the FreeSWITCH captures (README there), trimmed.
+FS_CARRIER_A_LEG = {
+    "Caller-Context": "public",
+    "variable_sofia_profile_name": "external",
+    "variable_sip_gateway": "carrier-a",
+    "variable_sip_acl_authed_by": "carrier-a",
+    "variable_sip_network_ip": "127.0.0.2",
+}
+FS_CARRIER_B_LEG = {
+    "Caller-Context": "public",
+    "variable_sofia_profile_name": "external",
+    "variable_sip_acl_authed_by": "carrier-b",
+    "variable_sip_network_ip": "127.0.0.3",
+}
+FS_PHONE_LEG = {
+    "Caller-Context": "default",
+    "variable_sofia_profile_name": "internal",
+    "variable_sip_network_ip": "127.0.0.11",
+}
+
+
+def freeswitch_example() -> str:
+    """The example as a FreeSWITCH site edits it: [asterisk] deleted, [freeswitch] uncommented."""
+    text = EXAMPLE.read_text()
+    [asterisk] = re.findall(
+        r"^\[asterisk\]\n(?:.*\n)*?(?=\n\n# How textback talks to FreeSWITCH)", text, re.M
+    )
+    [freeswitch] = re.findall(r"^# \[freeswitch\]\n(?:# .*\n)*", text, re.M)
+    text = text.replace(asterisk, "")
+    return text.replace(freeswitch, re.sub("^# ", "", freeswitch, flags=re.M))
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -66,7 +103,11 @@ class TestExampleFile:
         ) == ("127.0.0.1", 5038, "textback")
         assert config.asterisk.closed_contexts == ("app-announcement-1",)
         assert AsteriskConfig().voicemail_contexts == config.asterisk.voicemail_contexts
+        assert config.freeswitch is None
         assert [t.name for t in config.trunks.trunks] == ["carrier-a", "carrier-b"]
+        carrier_a, carrier_b = config.trunks.trunks
+        assert (carrier_a.gateways, carrier_a.acls) == (("carrier-a",), ())
+        assert (carrier_b.gateways, carrier_b.acls) == ((), ("carrier-b",))
         assert CorrelationConfig() == config.correlation
         assert config.hours is not None
         assert config.hours.timezone == "America/New_York"
@@ -165,6 +206,64 @@ class TestExampleFile:
         assert trunks.by_channel("SIP/101-0000000c") is None
         assert trunks.by_channel("PJSIP/102-00000004") is None
 
+    def test_trunks_match_lab_freeswitch_legs(self) -> None:
+        """The example names the lab's FreeSWITCH carriers by gateway and by ACL, not phones."""
+        trunks = load(EXAMPLE, require_secrets=False).trunks
+
+        assert getattr(trunks.for_freeswitch(FS_CARRIER_A_LEG), "name", None) == "carrier-a"
+        assert getattr(trunks.for_freeswitch(FS_CARRIER_B_LEG), "name", None) == "carrier-b"
+        assert trunks.for_freeswitch(FS_PHONE_LEG) is None
+
+    def test_freeswitch_variant_loads(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With [asterisk] deleted and [freeswitch] uncommented, the example loads as-is."""
+        monkeypatch.setenv("TEXTBACK_ESL_PASSWORD", SECRET)
+
+        config = load(write(tmp_path, freeswitch_example()))
+
+        assert config.asterisk is None
+        assert config.freeswitch is not None
+        assert (
+            dataclasses.replace(config.freeswitch, password=None, password_source="")
+            == FreeswitchConfig()
+        )
+        assert config.freeswitch.password == Secret(SECRET)
+        assert config.notices == load(EXAMPLE, require_secrets=False).notices
+
+    def test_freeswitch_variant_keeps_both_tables_apart(self, tmp_path: Path) -> None:
+        """Uncommenting [freeswitch] but keeping [asterisk] is the one-PBX problem, alone."""
+        text = EXAMPLE.read_text()
+        [block] = re.findall(r"^# \[freeswitch\]\n(?:# .*\n)*", text, re.M)
+        text = text.replace(block, re.sub("^# ", "", block, flags=re.M))
+
+        problems = problems_of(tmp_path, text)
+
+        assert problems == [
+            "freeswitch: set together with [asterisk], but textback talks to one PBX per daemon "
+            "— keep [asterisk] or [freeswitch] and delete the other table"
+        ]
+
+    def test_documents_password_file(self) -> None:
+        """The [freeswitch] notes show password_file, the alternative to password_env."""
+        notes = EXAMPLE.read_text().split("\n# [freeswitch]\n", 1)[0].rsplit("\n\n\n", 1)[1]
+
+        assert 'password_file = "/etc/textback/esl-password"' in notes
+
+    def test_freeswitch_settings(self) -> None:
+        """The FreeSWITCH correlator gets the example's trunks, call age, answer rule and hours."""
+        config = load(EXAMPLE, require_secrets=False)
+
+        settings = config.freeswitch_settings()
+
+        assert settings == FsCorrelatorSettings(
+            trunks=config.trunks,
+            max_call_age_seconds=14400.0,
+            external_answer_is_answer=True,
+            hours=config.hours,
+        )
+        assert settings.trunks is config.trunks
+
     def test_correlator_settings(self) -> None:
         """The correlator gets the example's trunks, contexts, timing and hours."""
         config = load(EXAMPLE, require_secrets=False)
@@ -211,8 +310,17 @@ class TestExampleFile:
                 {f.name for f in dataclasses.fields(AsteriskConfig)} - {"secret", "secret_source"}
                 | {"secret_env", "secret_file"},
             ),
-            ("[trunks.carrier-a]", {"channels", "country"}),
+            (
+                "# [freeswitch]",
+                {f.name for f in dataclasses.fields(FreeswitchConfig)}
+                - {"password", "password_source"}
+                | {"password_env"},
+            ),
+            ("[trunks.carrier-a]", {"channels", "gateways", "country"}),
+            ("[trunks.carrier-b]", {"channels", "acls", "country"}),
             ("# [trunks.pstn]", {"contexts", "country"}),
+            ("# [trunks.sip-provider]", {"networks", "country"}),
+            ("# [trunks.carriers]", {"profiles", "country"}),
             ("[correlation]", {f.name for f in dataclasses.fields(CorrelationConfig)}),
             ("[hours]", {"timezone", "mon", "tue", "wed", "thu", "fri", "sat", "sun", "holidays"}),
             (
@@ -363,6 +471,308 @@ class TestSecrets:
         assert SECRET not in repr(info.value)
 
 
+class TestFreeswitch:
+    def test_empty_table_gets_defaults(self, tmp_path: Path) -> None:
+        """An empty [freeswitch] table is the loopback event socket with every default."""
+        config = load(write(tmp_path, FS_MINIMAL + "[freeswitch]\n"), require_secrets=False)
+
+        assert FreeswitchConfig() == config.freeswitch
+        assert config.asterisk is None
+        assert (FreeswitchConfig().host, FreeswitchConfig().port) == ("127.0.0.1", 8021)
+
+    def test_values_are_read(self, tmp_path: Path) -> None:
+        """Every key is read; events_format ignores case and whole seconds become floats."""
+        text = FS_MINIMAL + (
+            '[freeswitch]\nhost = "::1"\nport = 8022\nevents_format = "JSON"\n'
+            "connect_timeout = 2\nheartbeat_timeout = 45\nreconnect_min = 0.5\n"
+            "reconnect_max = 30\nauth_retry = 120\n"
+        )
+
+        fs = load(write(tmp_path, text), require_secrets=False).freeswitch
+
+        assert fs == FreeswitchConfig(
+            host="::1",
+            port=8022,
+            events_format="json",
+            connect_timeout=2.0,
+            heartbeat_timeout=45.0,
+            reconnect_min=0.5,
+            reconnect_max=30.0,
+            auth_retry=120.0,
+        )
+        assert isinstance(fs.heartbeat_timeout, float)
+
+    def test_password_file(self, tmp_path: Path) -> None:
+        """password_file is read, one trailing newline dropped, and its path is the source."""
+        (tmp_path / "esl-password").write_text(SECRET + "\n")
+        text = FS_MINIMAL + '[freeswitch]\npassword_file = "esl-password"\n'
+
+        fs = load(write(tmp_path, text)).freeswitch
+
+        assert fs is not None
+        assert fs.password == Secret(SECRET)
+        assert f"file {tmp_path / 'esl-password'}" == fs.password_source
+
+    def test_password_env_unset(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An unset password variable names the variable and where the value comes from."""
+        monkeypatch.delenv("TEXTBACK_ESL_PASSWORD", raising=False)
+        text = FS_MINIMAL + '[freeswitch]\npassword_env = "TEXTBACK_ESL_PASSWORD"\n'
+
+        problems = problems_of(tmp_path, text, require_secrets=True)
+
+        assert problems == [
+            "freeswitch.password_env: environment variable TEXTBACK_ESL_PASSWORD is not set or "
+            "empty — set it in the service's environment (systemd: Environment= or "
+            "EnvironmentFile=) to the event socket password from event_socket.conf.xml"
+        ]
+
+    def test_no_password_configured(self, tmp_path: Path) -> None:
+        """A [freeswitch] table without a password source says how to add one."""
+        problems = problems_of(tmp_path, FS_MINIMAL + "[freeswitch]\n", require_secrets=True)
+
+        assert problems == [
+            "freeswitch: no event socket password configured — set password_env = "
+            '"TEXTBACK_ESL_PASSWORD" (an environment variable holding it) or password_file = '
+            '"/etc/textback/esl-password" (a file holding it)'
+        ]
+
+    @pytest.mark.parametrize("key", ["password", "secret", "pass"])
+    def test_inline_password_refused_without_echo(self, tmp_path: Path, key: str) -> None:
+        """A password written into the file is refused, pointed elsewhere, never echoed."""
+        problems = problems_of(tmp_path, FS_MINIMAL + f'[freeswitch]\n{key} = "{SECRET}"\n')
+
+        [problem] = problems
+        assert problem.startswith(
+            f"freeswitch.{key}: passwords may not be written in this file — "
+            'set password_env = "TEXTBACK_ESL_PASSWORD"'
+        )
+        assert SECRET not in problem
+
+    def test_unknown_key_lists_only_real_keys(self, tmp_path: Path) -> None:
+        """An unknown key lists the table's keys, and never an inline password as allowed."""
+        text = FS_MINIMAL + '[freeswitch]\nvoicemail_contexts = ["vm"]\n'
+
+        problems = problems_of(tmp_path, text)
+
+        assert problems == [
+            "freeswitch.voicemail_contexts: unknown key — keys allowed here: host, port, "
+            "events_format, connect_timeout, heartbeat_timeout, reconnect_min, reconnect_max, "
+            "auth_retry, password_file, password_env"
+        ]
+
+    def test_password_with_line_break_refused(self, tmp_path: Path) -> None:
+        """A two-line password is refused: it would end the auth command early."""
+        (tmp_path / "esl-password").write_text(SECRET + "\nmore\n")
+        text = FS_MINIMAL + '[freeswitch]\npassword_file = "esl-password"\n'
+
+        problems = problems_of(tmp_path, text, require_secrets=True)
+
+        assert problems == [
+            "freeswitch.password_file: the secret contains a line break — it must be a single line"
+        ]
+
+    def test_password_hidden(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The loaded password shows in no repr, str or summary line."""
+        monkeypatch.setenv("TEXTBACK_ESL_PASSWORD", SECRET)
+        text = FS_MINIMAL + '[freeswitch]\npassword_env = "TEXTBACK_ESL_PASSWORD"\n'
+
+        config = load(write(tmp_path, text))
+
+        assert config.freeswitch is not None
+        assert config.freeswitch.password is not None
+        assert config.freeswitch.password.reveal() == SECRET
+        assert SECRET not in repr(config)
+        assert SECRET not in str(config)
+        assert SECRET not in "\n".join((*summary(config), *config.notices))
+
+    def test_stock_password_is_a_notice(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """FreeSWITCH's stock password loads, with a notice that does not repeat it."""
+        monkeypatch.setenv("TEXTBACK_ESL_PASSWORD", "ClueCon")
+        text = FS_MINIMAL + '[freeswitch]\npassword_env = "TEXTBACK_ESL_PASSWORD"\n'
+
+        config = load(write(tmp_path, text))
+
+        [notice] = [n for n in config.notices if n.startswith("freeswitch")]
+        assert len(config.notices) == len(load(write(tmp_path, FS_MINIMAL)).notices) + 1
+        assert notice.startswith(
+            "freeswitch: the event socket password is FreeSWITCH's published default"
+        )
+        assert notice.endswith("and in environment variable TEXTBACK_ESL_PASSWORD")
+        assert "ClueCon" not in notice
+
+    def test_own_password_no_notice(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A password of the site's own adds no notice."""
+        monkeypatch.setenv("TEXTBACK_ESL_PASSWORD", SECRET)
+        text = FS_MINIMAL + '[freeswitch]\npassword_env = "TEXTBACK_ESL_PASSWORD"\n'
+
+        config = load(write(tmp_path, text))
+
+        assert config.notices == load(write(tmp_path, FS_MINIMAL)).notices
+
+    def test_neither_pbx_is_fine(self, tmp_path: Path) -> None:
+        """Without [asterisk] or [freeswitch] (replay) trunks of either kind load."""
+        text = FS_MINIMAL + '[trunks.b]\nchannels = ["PJSIP/carrier-b-*"]\n'
+
+        config = load(write(tmp_path, text))
+
+        assert (config.asterisk, config.freeswitch) == (None, None)
+        assert [t.name for t in config.trunks.trunks] == ["carrier-a", "b"]
+
+    def test_both_pbx_reported_with_the_rest(self, tmp_path: Path) -> None:
+        """Both PBX tables are one problem, reported with the tables' own problems."""
+        text = MINIMAL + "[asterisk]\nport = 0\n[freeswitch]\nheartbeat_timeout = 5\n"
+
+        problems = problems_of(tmp_path, text)
+
+        assert [p.split(": ", 1)[0] for p in problems] == [
+            "asterisk.port",
+            "freeswitch.heartbeat_timeout",
+            "freeswitch",
+        ]
+
+    def test_modem_gateway_needs_asterisk(self, tmp_path: Path) -> None:
+        """The AMI modem gateway is refused when the PBX is FreeSWITCH."""
+        text = FS_MINIMAL + (
+            '[freeswitch]\n[gateway]\nkind = "ami_modem"\ndriver = "dongle"\ndevice = "dongle0"\n'
+        )
+
+        problems = problems_of(tmp_path, text)
+
+        assert problems == [
+            'gateway.kind: "ami_modem" sends through Asterisk\'s manager interface, and this file '
+            "talks to FreeSWITCH — pick an SMS provider (see the [gateway] examples)"
+        ]
+
+    def test_settings_follow_correlation(self, tmp_path: Path) -> None:
+        """freeswitch_settings() carries [correlation] and [hours] to the correlator."""
+        text = FS_MINIMAL + (
+            '[correlation]\nmax_call_age_seconds = 600\nexternal_answer = "missed"\n'
+            '[hours]\ntimezone = "UTC"\nmon = ["08:00-18:00"]\n'
+        )
+        config = load(write(tmp_path, text))
+
+        settings = config.freeswitch_settings()
+
+        assert settings.trunks is config.trunks
+        assert settings.hours is config.hours
+        assert settings.hours is not None
+        assert (settings.max_call_age_seconds, settings.external_answer_is_answer) == (
+            600.0,
+            False,
+        )
+
+
+class TestFreeswitchTrunks:
+    def test_keys_read_in_order(self, tmp_path: Path) -> None:
+        """gateways, acls, networks and profiles come out as written, networks canonical."""
+        text = BUSINESS + (
+            '[trunks.a]\ngateways = ["carrier-a", "2b1b3c3e-0a4d-4c4e-9b7f-5e0c1d2a3b4c"]\n'
+            'acls = ["carrier-a"]\n'
+            'networks = ["127.0.0.3", "203.0.113.0/24", "2001:db8::7", "2001:DB8:1::/48"]\n'
+            'profiles = ["external"]\n'
+        )
+
+        [trunk] = load(write(tmp_path, text)).trunks.trunks
+
+        assert trunk.gateways == ("carrier-a", "2b1b3c3e-0a4d-4c4e-9b7f-5e0c1d2a3b4c")
+        assert trunk.acls == ("carrier-a",)
+        assert trunk.networks == (
+            "127.0.0.3/32",
+            "203.0.113.0/24",
+            "2001:db8::7/128",
+            "2001:db8:1::/48",
+        )
+        assert trunk.profiles == ("external",)
+
+    def test_bare_address_is_one_host(self, tmp_path: Path) -> None:
+        """networks = ["127.0.0.3"] admits exactly that address."""
+        text = BUSINESS + '[trunks.b]\nnetworks = ["127.0.0.3"]\n'
+
+        trunks = load(write(tmp_path, text)).trunks
+
+        assert getattr(trunks.for_freeswitch(FS_CARRIER_B_LEG), "name", None) == "b"
+        assert trunks.for_freeswitch(FS_CARRIER_A_LEG) is None
+        assert trunks.for_freeswitch({"variable_sip_network_ip": "127.0.0.4"}) is None
+
+    def test_each_problem_in_a_list_reported(self, tmp_path: Path) -> None:
+        """Every bad item of a list is its own line, by index, and good ones are kept quiet."""
+        text = BUSINESS + (
+            '[trunks.a]\nnetworks = ["203.0.113.0/24", "nope", "10.0.0.1/8"]\n'
+            'acls = ["carrier-a", "localnet.auto"]\n'
+        )
+
+        problems = problems_of(tmp_path, text)
+
+        assert [p.split(": ", 1)[0] for p in problems] == [
+            "trunks.a.acls[1]",
+            "trunks.a.networks[1]",
+            "trunks.a.networks[2]",
+        ]
+
+    def test_profiles_only_is_a_notice(self, tmp_path: Path) -> None:
+        """A trunk named only by a sofia profile loads, with a notice naming the key."""
+        text = BUSINESS + '[trunks.carriers]\nprofiles = ["external"]\n'
+
+        config = load(write(tmp_path, text))
+
+        assert config.notices[0] == (
+            "trunks.carriers.profiles: every inbound call on that profile counts as a carriers "
+            "call; prefer gateways/acls/networks, which name the carrier itself"
+        )
+        assert config.trunks.trunks[0].profiles == ("external",)
+
+    @pytest.mark.parametrize(
+        "extra",
+        ['gateways = ["carrier-a"]', 'acls = ["carrier-a"]', 'networks = ["127.0.0.2"]'],
+    )
+    def test_profiles_with_a_carrier_key_no_notice(self, tmp_path: Path, extra: str) -> None:
+        """profiles next to gateways, acls or networks adds no notice."""
+        plain = load(write(tmp_path, FS_MINIMAL)).notices
+        text = BUSINESS + f'[trunks.carriers]\nprofiles = ["external"]\n{extra}\n'
+
+        assert load(write(tmp_path, text)).notices == plain
+
+    def test_freeswitch_trunk_with_contexts_on_asterisk(self, tmp_path: Path) -> None:
+        """A trunk both PBXs can see (contexts) loads under either PBX table."""
+        text = BUSINESS + '[trunks.a]\ngateways = ["carrier-a"]\ncontexts = ["public"]\n'
+
+        for table in ("[asterisk]\n", "[freeswitch]\n"):
+            config = load(write(tmp_path, text + table), require_secrets=False)
+            assert config.trunks.trunks[0].contexts == ("public",)
+
+
+class TestFreeswitchSnippet:
+    def params(self) -> dict[str, str]:
+        root = ET.parse(ESL_SNIPPET).getroot()
+        assert (root.tag, root.get("name")) == ("configuration", "event_socket.conf")
+        return {p.attrib["name"]: p.attrib["value"] for p in root.iter("param")}
+
+    def test_loopback_and_default_port(self) -> None:
+        """The shipped event_socket.conf.xml listens on loopback at [freeswitch]'s port."""
+        params = self.params()
+
+        assert params["listen-ip"] == FreeswitchConfig().host
+        assert params["listen-port"] == str(FreeswitchConfig().port)
+        assert params["apply-inbound-acl"] == "loopback.auto"
+
+    def test_password_is_a_placeholder(self) -> None:
+        """The snippet's password is an obvious placeholder, never the stock ClueCon."""
+        password = self.params()["password"]
+
+        assert password.lower() != "cluecon"
+        assert password.startswith("CHANGE-ME")
+
+    def test_says_where_and_how_to_install(self) -> None:
+        """The comments give FusionPBX's path and the reload command."""
+        text = ESL_SNIPPET.read_text()
+
+        assert "/etc/freeswitch/autoload_configs/event_socket.conf.xml" in text
+        assert 'fs_cli -x "reload mod_event_socket"' in text
+        assert "switch.event_socket.password" in text  # FusionPBX's own copy of the password
+
+
 class TestValid:
     def test_minimal_file_gets_defaults(self, tmp_path: Path) -> None:
         """A file with just a business name and one trunk loads with every default."""
@@ -441,7 +851,31 @@ class TestValid:
 # (id, file text, expected key, fragment the line must contain).
 ERROR_CASES = [
     ("toplevel-typo", MINIMAL + "[trunk.x]\n", "trunk", 'unknown key — did you mean "trunks"?'),
-    ("key-outside-table", 'host = "pbx"\n' + MINIMAL, "host", "belongs in the [asterisk] table"),
+    (
+        "key-outside-table",
+        'host = "pbx"\n' + MINIMAL,
+        "host",
+        "belongs in the [asterisk] or [freeswitch] table; move it below the [asterisk] or "
+        "[freeswitch] line",
+    ),
+    (
+        "asterisk-key-outside-table",
+        'username = "tb"\n' + MINIMAL,
+        "username",
+        "belongs in the [asterisk] table",
+    ),
+    (
+        "freeswitch-key-outside-table",
+        "heartbeat_timeout = 60\n" + MINIMAL,
+        "heartbeat_timeout",
+        "belongs in the [freeswitch] table",
+    ),
+    (
+        "trunk-key-outside-table",
+        'gateways = ["carrier-a"]\n' + MINIMAL,
+        "gateways",
+        "belongs in the [trunks.<name>] table",
+    ),
     ("table-not-table", "daemon = 5\n" + MINIMAL, "daemon", "expected a [daemon] table, got 5"),
     ("db-tilde", MINIMAL + '[daemon]\ndatabase = "~/tb.db"\n', "daemon.database", "uses ~"),
     ("db-dir", MINIMAL + '[daemon]\ndatabase = "."\n', "daemon.database", "names a directory"),
@@ -514,7 +948,10 @@ ERROR_CASES = [
         "trunk-empty",
         BUSINESS + '[trunks.carrier-a]\ncountry = "US"\n',
         "trunks.carrier-a",
-        'no channels or contexts — add channels = ["PJSIP/carrier-a-*"]',
+        "no channels, contexts, gateways, acls, networks or profiles — on Asterisk add "
+        'channels = ["PJSIP/carrier-a-*"] (your trunk endpoint\'s channel names) or contexts = '
+        '["from-pstn"] (the context its calls arrive in); on FreeSWITCH add gateways = '
+        '["carrier-a"] (its sofia gateway) or acls = ["carrier-a"]',
     ),
     (
         "trunk-not-table",
@@ -571,6 +1008,120 @@ ERROR_CASES = [
         'end it with -*: "PJSIP/carrier-a-*"',
     ),
     (
+        "sofia-channel",
+        BUSINESS + '[trunks.a]\nchannels = ["sofia/gateway/carrier-a/*"]\n',
+        "trunks.a.channels[0]",
+        "is a FreeSWITCH channel name, but channels are Asterisk's — name a FreeSWITCH trunk "
+        'by its sofia gateway (gateways = ["carrier-a"])',
+    ),
+    (
+        "gateway-space",
+        BUSINESS + '[trunks.a]\ngateways = ["carrier a"]\n',
+        "trunks.a.gateways[0]",
+        '"carrier a" contains whitespace — FreeSWITCH gateway names never do',
+    ),
+    (
+        "gateway-glob",
+        BUSINESS + '[trunks.a]\ngateways = ["carrier-*"]\n',
+        "trunks.a.gateways[0]",
+        "gateway names are matched exactly, without wildcards",
+    ),
+    (
+        "gateway-dial-string",
+        BUSINESS + '[trunks.a]\ngateways = ["sofia/gateway/carrier-a"]\n',
+        "trunks.a.gateways[0]",
+        'is a path or dial string — write just the gateway name, e.g. "carrier-a"',
+    ),
+    (
+        "gateway-with-profile",
+        BUSINESS + '[trunks.a]\ngateways = ["external::carrier-a"]\n',
+        "trunks.a.gateways[0]",
+        '"external::carrier-a" is profile::name as sofia status prints it — write just the '
+        'gateway name, "carrier-a"',
+    ),
+    (
+        "gateways-not-array",
+        BUSINESS + '[trunks.a]\ngateways = "carrier-a"\n',
+        "trunks.a.gateways",
+        'wrap it in brackets: gateways = ["carrier-a"]',
+    ),
+    (
+        "gateway-not-string",
+        BUSINESS + "[trunks.a]\ngateways = [7]\n",
+        "trunks.a.gateways[0]",
+        'expected a non-empty string, got 7 — e.g. gateways = ["carrier-a"]',
+    ),
+    (
+        "acl-is-address",
+        BUSINESS + '[trunks.a]\nacls = ["203.0.113.7"]\n',
+        "trunks.a.acls[0]",
+        'is an address, not an ACL list name — move it to networks = ["203.0.113.7"]',
+    ),
+    (
+        "acl-builtin",
+        BUSINESS + '[trunks.a]\nacls = ["rfc1918.auto"]\n',
+        "trunks.a.acls[0]",
+        "built-in lists of whole address ranges, which may hold your desk phones too",
+    ),
+    (
+        "acl-space",
+        BUSINESS + '[trunks.a]\nacls = ["carrier b"]\n',
+        "trunks.a.acls[0]",
+        "FreeSWITCH ACL list names never do",
+    ),
+    (
+        "network-not-address",
+        BUSINESS + '[trunks.a]\nnetworks = ["carrier-b"]\n',
+        "trunks.a.networks[0]",
+        '"carrier-b" is not an IP address or network — write the carrier\'s addresses as '
+        '"203.0.113.0/24" or "203.0.113.7" (one address)',
+    ),
+    (
+        "network-everything",
+        BUSINESS + '[trunks.a]\nnetworks = ["::/0"]\n',
+        "trunks.a.networks[0]",
+        '"::/0" matches every address, desk phones included',
+    ),
+    (
+        "network-host-bits",
+        BUSINESS + '[trunks.a]\nnetworks = ["127.0.0.3", "203.0.113.7/24"]\n',
+        "trunks.a.networks[1]",
+        'has bits set after the /24 — write "203.0.113.0/24" for the network or '
+        '"203.0.113.7" for one address',
+    ),
+    (
+        "profile-internal",
+        BUSINESS + '[trunks.a]\nprofiles = ["internal"]\n',
+        "trunks.a.profiles[0]",
+        '"internal" is where desk phones register',
+    ),
+    (
+        "profile-path",
+        BUSINESS + '[trunks.a]\nprofiles = ["sofia/external"]\n',
+        "trunks.a.profiles[0]",
+        'write just the sofia profile name, e.g. "external"',
+    ),
+    (
+        "trunk-key-typo",
+        BUSINESS + '[trunks.a]\ncontexts = ["public"]\ngateway = ["carrier-a"]\n',
+        "trunks.a.gateway",
+        'unknown key — did you mean "gateways"?',
+    ),
+    (
+        "asterisk-trunk-on-freeswitch",
+        MINIMAL + "[freeswitch]\n",
+        "trunks.carrier-a",
+        "channels are Asterisk's, and this file talks to FreeSWITCH ([freeswitch]), so no call "
+        'would match — add gateways = ["carrier-a"] (its sofia gateway), acls = ["carrier-a"]',
+    ),
+    (
+        "freeswitch-trunk-on-asterisk",
+        FS_MINIMAL + "[asterisk]\n",
+        "trunks.carrier-a",
+        "gateways, acls, networks and profiles are FreeSWITCH's, and this file talks to "
+        'Asterisk ([asterisk]), so no call would match — add channels = ["PJSIP/carrier-a-*"]',
+    ),
+    (
         "country",
         BUSINESS + '[trunks.a]\ncontexts = ["from-pstn"]\ncountry = "USA"\n',
         "trunks.a.country",
@@ -581,6 +1132,87 @@ ERROR_CASES = [
         BUSINESS + '[trunks.a]\ncontexts = ["from-pstn"]\ncountry = "UK"\n',
         "trunks.a.country",
         'did you mean "GB"?',
+    ),
+    (
+        "both-pbx",
+        MINIMAL + "[asterisk]\n[freeswitch]\n",
+        "freeswitch",
+        "set together with [asterisk], but textback talks to one PBX per daemon — "
+        "keep [asterisk] or [freeswitch]",
+    ),
+    (
+        "fs-port",
+        FS_MINIMAL + "[freeswitch]\nport = 80210\n",
+        "freeswitch.port",
+        "expected an integer from 1 to 65535, got 80210 — set it to listen-port in "
+        "event_socket.conf.xml (usually 8021)",
+    ),
+    (
+        "fs-host",
+        FS_MINIMAL + '[freeswitch]\nhost = "127.0.0.1:8021 "\n',
+        "freeswitch.host",
+        "contains whitespace — write just the address",
+    ),
+    (
+        "fs-host-empty",
+        FS_MINIMAL + '[freeswitch]\nhost = ""\n',
+        "freeswitch.host",
+        'expected a non-empty string, got "" — set it to the event socket\'s listen-ip',
+    ),
+    (
+        "fs-events-format",
+        FS_MINIMAL + '[freeswitch]\nevents_format = "jsn"\n',
+        "freeswitch.events_format",
+        'expected one of "plain", "json", got "jsn" — did you mean "json"?',
+    ),
+    (
+        "fs-events-format-xml",
+        FS_MINIMAL + '[freeswitch]\nevents_format = "xml"\n',
+        "freeswitch.events_format",
+        '"plain" unless you are comparing with captures taken as json',
+    ),
+    (
+        "fs-heartbeat",
+        FS_MINIMAL + "[freeswitch]\nheartbeat_timeout = 20\n",
+        "freeswitch.heartbeat_timeout",
+        "expected a number of seconds greater than 20, got 20 — FreeSWITCH sends a HEARTBEAT "
+        "every 20 seconds, so a shorter wait would drop a healthy link (default 60)",
+    ),
+    (
+        "fs-connect-timeout",
+        FS_MINIMAL + "[freeswitch]\nconnect_timeout = 0\n",
+        "freeswitch.connect_timeout",
+        "expected a number of seconds greater than 0, got 0",
+    ),
+    (
+        "fs-auth-retry",
+        FS_MINIMAL + "[freeswitch]\nauth_retry = true\n",
+        "freeswitch.auth_retry",
+        "got true — wait after FreeSWITCH refuses the password (default 300)",
+    ),
+    (
+        "fs-reconnect-order",
+        FS_MINIMAL + "[freeswitch]\nreconnect_min = 10\nreconnect_max = 5\n",
+        "freeswitch.reconnect_min",
+        "10 is more than reconnect_max (5) — make reconnect_min the smaller of the two",
+    ),
+    (
+        "fs-secret-env",
+        FS_MINIMAL + '[freeswitch]\nsecret_env = "X"\n',
+        "freeswitch.secret_env",
+        'unknown key — did you mean "password_env"?',
+    ),
+    (
+        "fs-username",
+        FS_MINIMAL + '[freeswitch]\nusername = "textback"\n',
+        "freeswitch.username",
+        "the event socket has no user name, only a password: remove it",
+    ),
+    (
+        "fs-both-password-sources",
+        FS_MINIMAL + '[freeswitch]\npassword_env = "X"\npassword_file = "/x"\n',
+        "freeswitch.password_env",
+        "set together with password_file — keep only one of the two",
     ),
     (
         "grace",
@@ -781,8 +1413,15 @@ class TestSummary:
 
         text = "\n".join(lines)
         assert SECRET not in text
-        assert "trunk carrier-a: channels SIP/carrier-a-*, PJSIP/carrier-a-*; country US" in lines
-        assert "trunk carrier-b: channels SIP/carrier-b-*, PJSIP/carrier-b-*; country US" in lines
+        assert (
+            "trunk carrier-a: channels SIP/carrier-a-*, PJSIP/carrier-a-*; gateways carrier-a; "
+            "country US"
+        ) in lines
+        assert (
+            "trunk carrier-b: channels SIP/carrier-b-*, PJSIP/carrier-b-*; acls carrier-b; "
+            "country US"
+        ) in lines
+        assert not any(line.startswith("freeswitch:") for line in lines)
         assert "AMI 127.0.0.1:5038 as user textback" in text
         assert "secret from environment variable TEXTBACK_AMI_SECRET," in text
         assert "database: /var/lib/textback/textback.db" in lines
@@ -794,7 +1433,48 @@ class TestSummary:
         lines = summary(load(write(tmp_path, MINIMAL)))
 
         assert "asterisk: not configured (no [asterisk] table)" in lines
+        assert "freeswitch: not configured (no [freeswitch] table)" in lines
         assert "hours: not configured (no [hours] table)" in lines
+
+    def test_freeswitch_without_the_password(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A [freeswitch] line names the socket and where the password comes from, never it."""
+        monkeypatch.setenv("TEXTBACK_ESL_PASSWORD", SECRET)
+        text = FS_MINIMAL + '[freeswitch]\npassword_env = "TEXTBACK_ESL_PASSWORD"\n'
+
+        lines = summary(load(write(tmp_path, text)))
+
+        assert SECRET not in "\n".join(lines)
+        assert (
+            "freeswitch: event socket 127.0.0.1:8021, password from environment variable "
+            "TEXTBACK_ESL_PASSWORD, events plain, link judged dead after 60s without a HEARTBEAT"
+        ) in lines
+        assert not any(line.startswith("asterisk:") for line in lines)
+
+    def test_freeswitch_password_not_available(self, tmp_path: Path) -> None:
+        """A password that cannot be read now (replay, check without secrets) is said so."""
+        text = FS_MINIMAL + '[freeswitch]\npassword_file = "/nonexistent/esl"\n'
+
+        lines = summary(load(write(tmp_path, text), require_secrets=False))
+
+        assert any(
+            "password from file /nonexistent/esl (not available now)" in line for line in lines
+        )
+
+    def test_freeswitch_trunk_keys(self, tmp_path: Path) -> None:
+        """A trunk line lists every FreeSWITCH key it has, networks in canonical form."""
+        text = BUSINESS + (
+            '[trunks.b]\ngateways = ["gw-b"]\nacls = ["carrier-b"]\n'
+            'networks = ["127.0.0.3"]\nprofiles = ["external"]\ncountry = "CA"\n'
+        )
+
+        lines = summary(load(write(tmp_path, text)))
+
+        assert (
+            "trunk b: gateways gw-b; acls carrier-b; networks 127.0.0.3/32; profiles external; "
+            "country CA"
+        ) in lines
 
 
 # --- delivery tables -------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def _replay(path: Path, captures: Sequence[Path], *, show_all: bool) -> int:
         return EX_CONFIG
     configure("console" if sys.stderr.isatty() else "logfmt", "warning")
     log = get_logger("textback.replay")
-    settings = config.correlator_settings()
+    asterisk, freeswitch = config.correlator_settings(), config.freeswitch_settings()
     status = EX_OK
     for capture in captures:
         try:
@@ -140,7 +140,7 @@ def _replay(path: Path, captures: Sequence[Path], *, show_all: bool) -> int:
             status = EX_NOINPUT
             continue
         try:
-            result = replay_bytes(data, settings)
+            result = replay_bytes(data, asterisk, freeswitch)
         except UnsupportedCapture as exc:
             print(f"{capture}: {exc}", file=sys.stderr)
             status = EX_DATAERR

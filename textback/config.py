@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime
 from fnmatch import fnmatchcase
+from ipaddress import ip_network
 from itertools import pairwise
 from pathlib import Path
 from typing import Final, Literal, cast
@@ -38,6 +39,7 @@ from textback.config_delivery import (
     timezone_problem,
 )
 from textback.core.asterisk import CorrelatorSettings
+from textback.core.freeswitch import FsCorrelatorSettings
 from textback.core.hours import Interval, OpeningHours
 from textback.core.policy import PolicySettings
 from textback.core.templates import TemplateBook
@@ -48,6 +50,7 @@ from textback.tomltable import (
     AMI_SECRET,
     NOT_SET,
     Secret,
+    SecretSpec,
     Table,
     did_you_mean,
     quote,
@@ -61,6 +64,7 @@ DEFAULT_CONFIG_PATH: Final = Path("/etc/textback/textback.toml")
 LogFormat = Literal["auto", "logfmt", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 ExternalAnswer = Literal["answered", "missed"]
+EventsFormat = Literal["plain", "json"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +102,23 @@ class AsteriskConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FreeswitchConfig:
+    host: str = "127.0.0.1"
+    port: int = 8021
+    # None only when loaded with require_secrets=False and the password could not be read.
+    password: Secret | None = None
+    # For humans ("environment variable X", "file /path"); never the value.
+    password_source: str = ""
+    events_format: EventsFormat = "plain"  # what `event <format> ...` asks FreeSWITCH for
+    connect_timeout: float = 5.0
+    # No HEARTBEAT (FreeSWITCH sends one every 20 s) for this long means a dead link.
+    heartbeat_timeout: float = 60.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    auth_retry: float = 300.0  # wait after FreeSWITCH refused our password
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CorrelationConfig:
     grace_seconds: float = 2.0  # wait after the caller hangs up for late events
     max_call_age_seconds: float = 14400.0  # a call with no end after this is judged unknown
@@ -111,6 +132,7 @@ class Config:
     daemon: DaemonConfig
     business: BusinessConfig
     asterisk: AsteriskConfig | None  # None when there is no [asterisk] table
+    freeswitch: FreeswitchConfig | None  # None when there is no [freeswitch] table
     trunks: TrunkMap
     correlation: CorrelationConfig
     hours: OpeningHours | None  # None when there is no [hours] table
@@ -133,6 +155,15 @@ class Config:
             max_call_age_seconds=self.correlation.max_call_age_seconds,
             voicemail_contexts=asterisk.voicemail_contexts,
             closed_contexts=asterisk.closed_contexts,
+            external_answer_is_answer=self.correlation.external_answer == "answered",
+            hours=self.hours,
+        )
+
+    def freeswitch_settings(self) -> FsCorrelatorSettings:
+        """What the FreeSWITCH call correlator needs from this file."""
+        return FsCorrelatorSettings(
+            trunks=self.trunks,
+            max_call_age_seconds=self.correlation.max_call_age_seconds,
             external_answer_is_answer=self.correlation.external_answer == "answered",
             hours=self.hours,
         )
@@ -258,16 +289,9 @@ _AMI_EVENT_CLASSES: Final = (
 def _asterisk(
     problems: list[str], data: Mapping[str, object], base: Path, require_secrets: bool
 ) -> AsteriskConfig:
-    known = (*_ASTERISK_KEYS, *_INLINE_SECRET_KEYS)
-    s = Table(problems, "asterisk", data, known)
-    for key in _INLINE_SECRET_KEYS:
-        if key in data:
-            # The value is deliberately not shown: it is the secret.
-            s.problem(key, f"secrets may not be written in this file — {AMI_SECRET.howto}")
+    s = _pbx_table(problems, "asterisk", data, _ASTERISK_KEYS, {}, "secrets", AMI_SECRET)
     d = AsteriskConfig()
-    host = s.string("host", d.host, fix="set it to the PBX's address, usually 127.0.0.1")
-    if any(c.isspace() for c in host):
-        s.problem("host", f"{show(host)} contains whitespace — write just the address")
+    host = _host(s, d.host, "set it to the PBX's address, usually 127.0.0.1")
     port = s.integer(
         "port",
         d.port,
@@ -285,23 +309,13 @@ def _asterisk(
         )
     secret, source = read_secret(s, base, require_secrets)
     events = _events(s, d.events)
-
-    def seconds(name: str, default: float, why: str) -> float:
-        return s.number(
-            name,
-            default,
-            ok=lambda v: v > 0,
-            expected="a number of seconds greater than 0",
-            fix=f"{why} (default {default:g})",
-        )
-
-    connect_timeout = seconds("connect_timeout", d.connect_timeout, "how long to wait to connect")
-    ping_interval = seconds("ping_interval", d.ping_interval, "how often to check the link")
-    ping_timeout = seconds("ping_timeout", d.ping_timeout, "how long to wait for a Ping reply")
-    reconnect_min = seconds("reconnect_min", d.reconnect_min, "first wait before reconnecting")
-    reconnect_max = seconds("reconnect_max", d.reconnect_max, "longest wait between reconnects")
-    auth_retry = seconds("auth_retry", d.auth_retry, "wait after the PBX refuses the secret")
-    check_not_above(s, "reconnect_min", reconnect_min, "reconnect_max", reconnect_max)
+    connect_timeout = _seconds(
+        s, "connect_timeout", d.connect_timeout, "how long to wait to connect"
+    )
+    ping_interval = _seconds(s, "ping_interval", d.ping_interval, "how often to check the link")
+    ping_timeout = _seconds(s, "ping_timeout", d.ping_timeout, "how long to wait for a Ping reply")
+    reconnect_min, reconnect_max = _reconnect(s, d.reconnect_min, d.reconnect_max)
+    auth_retry = _seconds(s, "auth_retry", d.auth_retry, "wait after the PBX refuses the secret")
     voicemail = s.strings(
         "voicemail_contexts",
         d.voicemail_contexts,
@@ -330,6 +344,48 @@ def _asterisk(
         voicemail_contexts=voicemail,
         closed_contexts=closed,
     )
+
+
+def _pbx_table(
+    problems: list[str],
+    name: str,
+    data: Mapping[str, object],
+    known: tuple[str, ...],
+    hints: Mapping[str, str],
+    what: str,
+    spec: SecretSpec,
+) -> Table:
+    """A PBX table whose credential written inline is refused, and not listed as a known key."""
+    inline = [key for key in _INLINE_SECRET_KEYS if key in data]
+    s = Table(problems, name, {k: v for k, v in data.items() if k not in inline}, known, hints)
+    for key in inline:
+        # The value is deliberately not shown: it is the credential.
+        s.problem(key, f"{what} may not be written in this file — {spec.howto}")
+    return s
+
+
+def _host(s: Table, default: str, fix: str) -> str:
+    host = s.string("host", default, fix=fix)
+    if any(c.isspace() for c in host):
+        s.problem("host", f"{show(host)} contains whitespace — write just the address")
+    return host
+
+
+def _seconds(s: Table, name: str, default: float, why: str) -> float:
+    return s.number(
+        name,
+        default,
+        ok=lambda v: v > 0,
+        expected="a number of seconds greater than 0",
+        fix=f"{why} (default {default:g})",
+    )
+
+
+def _reconnect(s: Table, default_min: float, default_max: float) -> tuple[float, float]:
+    low = _seconds(s, "reconnect_min", default_min, "first wait before reconnecting")
+    high = _seconds(s, "reconnect_max", default_max, "longest wait between reconnects")
+    check_not_above(s, "reconnect_min", low, "reconnect_max", high)
+    return low, high
 
 
 def _events(s: Table, default: str) -> str:
@@ -371,6 +427,97 @@ def _context_glob_problem(pattern: str) -> str | None:
     return None
 
 
+# --- [freeswitch] ---------------------------------------------------------------------------
+
+ESL_PASSWORD: Final = SecretSpec(
+    key="password",
+    what="event socket password",
+    origin="event_socket.conf.xml",
+    env_example="TEXTBACK_ESL_PASSWORD",
+    file_example="/etc/textback/esl-password",
+)
+# The TOML keys are the dataclass fields, except that the password arrives by reference.
+_FREESWITCH_KEYS: Final = (
+    *(f.name for f in fields(FreeswitchConfig) if f.name not in ("password", "password_source")),
+    ESL_PASSWORD.file_key,
+    ESL_PASSWORD.env_key,
+)
+# Keys carried over from [asterisk] by habit.
+_FREESWITCH_HINTS: Final = {
+    "secret_env": 'did you mean "password_env"? (the event socket calls it a password)',
+    "secret_file": 'did you mean "password_file"? (the event socket calls it a password)',
+    "username": "the event socket has no user name, only a password: remove it",
+    "events": "textback subscribes to the events it needs itself: remove it "
+    '(events_format picks "plain" or "json")',
+}
+# FreeSWITCH sends HEARTBEAT this often (switch.conf.xml event-heartbeat-interval, default 20).
+_HEARTBEAT_INTERVAL: Final = 20.0
+# Shipped in every FreeSWITCH and FusionPBX config, and so known to anyone who can reach 8021.
+_DEFAULT_ESL_PASSWORD: Final = "ClueCon"
+
+
+def _freeswitch(
+    problems: list[str],
+    notices: list[str],
+    data: Mapping[str, object],
+    base: Path,
+    require_secrets: bool,
+) -> FreeswitchConfig:
+    s = _pbx_table(
+        problems, "freeswitch", data, _FREESWITCH_KEYS, _FREESWITCH_HINTS, "passwords", ESL_PASSWORD
+    )
+    d = FreeswitchConfig()
+    host = _host(s, d.host, "set it to the event socket's listen-ip, usually 127.0.0.1")
+    port = s.integer(
+        "port",
+        d.port,
+        ok=lambda v: 1 <= v <= 65535,
+        expected="an integer from 1 to 65535",
+        fix="set it to listen-port in event_socket.conf.xml (usually 8021)",
+    )
+    password, source = read_secret(s, base, require_secrets, ESL_PASSWORD)
+    if password is not None and password.reveal() == _DEFAULT_ESL_PASSWORD:
+        notices.append(
+            "freeswitch: the event socket password is FreeSWITCH's published default, so "
+            "anything that reaches the event socket can control the PBX — set a long random "
+            "password in event_socket.conf.xml (FusionPBX: also in /etc/fusionpbx/config.conf) "
+            f"and in {source}"
+        )
+    events_format = s.choice(
+        "events_format",
+        d.events_format,
+        ("plain", "json"),
+        fix='"plain" unless you are comparing with captures taken as json',
+    )
+    connect_timeout = _seconds(
+        s, "connect_timeout", d.connect_timeout, "how long to wait to connect and log in"
+    )
+    heartbeat_timeout = s.number(
+        "heartbeat_timeout",
+        d.heartbeat_timeout,
+        ok=lambda v: v > _HEARTBEAT_INTERVAL,
+        expected=f"a number of seconds greater than {_HEARTBEAT_INTERVAL:g}",
+        fix=f"FreeSWITCH sends a HEARTBEAT every {_HEARTBEAT_INTERVAL:g} seconds, so a shorter "
+        f"wait would drop a healthy link (default {d.heartbeat_timeout:g})",
+    )
+    reconnect_min, reconnect_max = _reconnect(s, d.reconnect_min, d.reconnect_max)
+    auth_retry = _seconds(
+        s, "auth_retry", d.auth_retry, "wait after FreeSWITCH refuses the password"
+    )
+    return FreeswitchConfig(
+        host=host,
+        port=port,
+        password=password,
+        password_source=source,
+        events_format=cast(EventsFormat, events_format),
+        connect_timeout=connect_timeout,
+        heartbeat_timeout=heartbeat_timeout,
+        reconnect_min=reconnect_min,
+        reconnect_max=reconnect_max,
+        auth_retry=auth_retry,
+    )
+
+
 # --- [trunks.<name>] ------------------------------------------------------------------------
 
 _TRUNK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -380,9 +527,12 @@ _TECHS: Final = {
     for t in ("SIP", "PJSIP", "IAX2", "DAHDI", "Local", "MGCP", "Skinny", "UNISTIM", "OOH323")
 }
 _PHONE_CHANNEL: Final = "101-00000001"  # what desk phone 101's channel is called, after TECH/
+# Keys that say which calls are this trunk's; "country" only says how to read them.
+_TRUNK_MATCH_KEYS: Final = ("channels", "contexts", "gateways", "acls", "networks", "profiles")
+_TRUNK_KEYS: Final = ("channels", "contexts", "country", "gateways", "acls", "networks", "profiles")
 
 
-def _trunks(problems: list[str], data: object) -> TrunkMap:
+def _trunks(problems: list[str], notices: list[str], data: object) -> TrunkMap:
     howto = (
         "add a [trunks.<name>] table per carrier, e.g. [trunks.carrier-a] with channels = "
         '["PJSIP/carrier-a-*"]'
@@ -407,20 +557,174 @@ def _trunks(problems: list[str], data: object) -> TrunkMap:
                 f'channels = ["PJSIP/{name}-*"] on the next line'
             )
             continue
-        s = Table(problems, path, table, ("channels", "contexts", "country"))
-        channels = s.strings(
-            "channels", (), example='["PJSIP/carrier-a-*"]', check=_channel_glob_problem
-        )
-        contexts = s.strings("contexts", (), example='["from-pstn"]', check=_context_glob_problem)
-        country = _country(s)
-        if not channels and not contexts and not {"channels", "contexts"} & s.bad:
-            problems.append(
-                f'{path}: no channels or contexts — add channels = ["PJSIP/{name}-*"] '
-                '(your trunk endpoint\'s channel names) or contexts = ["from-pstn"] '
-                "(the context its calls arrive in)"
-            )
-        trunks.append(Trunk(name=name, channels=channels, contexts=contexts, country=country))
+        trunks.append(_trunk(problems, notices, path, name, table))
     return TrunkMap(trunks=tuple(trunks))
+
+
+def _trunk(
+    problems: list[str], notices: list[str], path: str, name: str, table: Mapping[str, object]
+) -> Trunk:
+    s = Table(problems, path, table, _TRUNK_KEYS)
+    channels = s.strings(
+        "channels", (), example='["PJSIP/carrier-a-*"]', check=_channel_glob_problem
+    )
+    contexts = s.strings("contexts", (), example='["from-pstn"]', check=_context_glob_problem)
+    country = _country(s)
+    gateways = s.strings(
+        "gateways", (), example='["carrier-a"]', check=lambda v: _fs_name_problem("gateway", v)
+    )
+    acls = s.strings("acls", (), example='["carrier-b"]', check=_acl_problem)
+    networks = _networks(s)
+    profiles = s.strings("profiles", (), example='["external"]', check=_profile_problem)
+    if not (channels or contexts or gateways or acls or networks or profiles) and not (
+        set(_TRUNK_MATCH_KEYS) & s.bad
+    ):
+        problems.append(
+            f"{path}: no channels, contexts, gateways, acls, networks or profiles — "
+            f'on Asterisk add channels = ["PJSIP/{name}-*"] (your trunk endpoint\'s channel '
+            'names) or contexts = ["from-pstn"] (the context its calls arrive in); on '
+            f'FreeSWITCH add gateways = ["{name}"] (its sofia gateway) or acls = ["{name}"] '
+            "(the ACL list that admits its addresses)"
+        )
+    if profiles and not (gateways or acls or networks):
+        notices.append(
+            f"{s.key('profiles')}: every inbound call on that profile counts as a "
+            f"{name} call; prefer gateways/acls/networks, which name the carrier itself"
+        )
+    return Trunk(
+        name=name,
+        channels=channels,
+        contexts=contexts,
+        country=country,
+        gateways=gateways,
+        acls=acls,
+        networks=networks,
+        profiles=profiles,
+    )
+
+
+def _fs_name_problem(what: str, value: str) -> str | None:
+    """Gateway, ACL and profile names are matched exactly against one channel variable."""
+    shown = show(value)
+    if any(c.isspace() for c in value):
+        return f"{shown} contains whitespace — FreeSWITCH {what} names never do"
+    if re.search(r"[*?\[]", value):
+        return f"{shown}: {what} names are matched exactly, without wildcards — list each by name"
+    if "/" in value:
+        last = value.rstrip("/").rsplit("/", 1)[-1] or "carrier-a"
+        return f'{shown} is a path or dial string — write just the {what} name, e.g. "{last}"'
+    if what == "gateway" and "::" in value:
+        # `sofia status gateway` prints gateways as <profile>::<gateway>.
+        return (
+            f"{shown} is profile::name as sofia status prints it — write just the {what} name, "
+            f'"{value.rsplit("::", 1)[1] or "carrier-a"}"'
+        )
+    return None
+
+
+def _acl_problem(value: str) -> str | None:
+    if _looks_like_address(value):
+        return (
+            f"{show(value)} is an address, not an ACL list name — "
+            f'move it to networks = ["{value}"], or name the list in acl.conf.xml that holds it'
+        )
+    problem = _fs_name_problem("ACL list", value)
+    if problem is None and value.lower().endswith(".auto"):
+        # loopback.auto, rfc1918.auto, localnet.auto, ...: FreeSWITCH builds them from whole
+        # address ranges, desk phones and this host included.
+        return (
+            f"{show(value)} is one of FreeSWITCH's built-in lists of whole address ranges, "
+            "which may hold your desk phones too — name the acl.conf.xml list that holds only "
+            "this carrier's addresses"
+        )
+    return problem
+
+
+def _profile_problem(value: str) -> str | None:
+    problem = _fs_name_problem("sofia profile", value)
+    if problem is None and value == "internal":
+        return (
+            '"internal" is where desk phones register in the stock FreeSWITCH and FusionPBX '
+            "configs, so every internal call would count as a trunk call — name the carrier "
+            "with gateways, acls or networks instead"
+        )
+    return problem
+
+
+def _looks_like_address(value: str) -> bool:
+    try:
+        ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _networks(s: Table) -> tuple[str, ...]:
+    """CIDRs in canonical form; a bare address is one host (/32 or /128)."""
+    items = s.strings("networks", (), example='["203.0.113.0/24"]', check=_network_problem)
+    return tuple(str(ip_network(item, strict=False)) for item in items)
+
+
+def _network_problem(text: str) -> str | None:
+    shown = show(text)
+    try:
+        network = ip_network(text, strict=False)
+    except ValueError:
+        return (
+            f"{shown} is not an IP address or network — write the carrier's addresses as "
+            '"203.0.113.0/24" or "203.0.113.7" (one address)'
+        )
+    if network.prefixlen == 0:
+        return (
+            f"{shown} matches every address, desk phones included — "
+            "list only the carrier's addresses"
+        )
+    try:
+        ip_network(text)
+    except ValueError:
+        address = text.split("/")[0]
+        return (
+            f"{shown} has bits set after the /{network.prefixlen} — "
+            f'write "{network}" for the network or "{address}" for one address'
+        )
+    return None
+
+
+def _unseen_trunks(
+    trunks: TrunkMap, *, asterisk: AsteriskConfig | None, freeswitch: FreeswitchConfig | None
+) -> list[str]:
+    """Trunks described only in the other PBX's terms: the configured PBX would never match them.
+
+    With neither PBX table (replay, check-config of a shared file) every trunk is fine.
+    """
+    problems = []
+    for trunk in trunks.trunks:
+        path = f"trunks.{quote(trunk.name)}"
+        freeswitch_keys = trunk.gateways or trunk.acls or trunk.networks or trunk.profiles
+        if (
+            asterisk is not None
+            and freeswitch is None
+            and freeswitch_keys
+            and not (trunk.channels or trunk.contexts)
+        ):
+            problems.append(
+                f"{path}: gateways, acls, networks and profiles are FreeSWITCH's, and this file "
+                "talks to Asterisk ([asterisk]), so no call would match — add channels = "
+                f'["PJSIP/{trunk.name}-*"] or contexts = ["from-pstn"]'
+            )
+        if (
+            freeswitch is not None
+            and asterisk is None
+            and trunk.channels
+            and not (freeswitch_keys or trunk.contexts)
+        ):
+            problems.append(
+                f"{path}: channels are Asterisk's, and this file talks to FreeSWITCH "
+                f'([freeswitch]), so no call would match — add gateways = ["{trunk.name}"] (its '
+                f'sofia gateway), acls = ["{trunk.name}"] (the ACL list that admits it) or '
+                'networks = ["203.0.113.0/24"] (its addresses)'
+            )
+    return problems
 
 
 def _channel_glob_problem(pattern: str) -> str | None:
@@ -428,6 +732,12 @@ def _channel_glob_problem(pattern: str) -> str | None:
     if any(c.isspace() for c in pattern):
         return f"{shown} contains whitespace — channel names never do"
     tech, slash, rest = pattern.partition("/")
+    if tech.lower() == "sofia":
+        return (
+            f"{shown} is a FreeSWITCH channel name, but channels are Asterisk's — name a "
+            'FreeSWITCH trunk by its sofia gateway (gateways = ["carrier-a"]), ACL list (acls), '
+            "addresses (networks) or profile (profiles)"
+        )
     if not slash:
         return (
             f"{shown} is not a channel pattern — write it as TECH/endpoint-*, "
@@ -627,6 +937,7 @@ _TABLES: Final = (
     "daemon",
     "business",
     "asterisk",
+    "freeswitch",
     "trunks",
     "correlation",
     "hours",
@@ -635,14 +946,20 @@ _TABLES: Final = (
     "sending",
     "gateway",
 )
-# Where a key belongs when someone writes it above every [table] header.
+# Where a key belongs when someone writes it above every [table] header, as a header.
 _KEY_HOMES: Final = {
-    **dict.fromkeys(("database", "log_format", "log_level"), "daemon"),
-    **dict.fromkeys(("name", "link"), "business"),
-    **dict.fromkeys((*_ASTERISK_KEYS, *_INLINE_SECRET_KEYS), "asterisk"),
-    **dict.fromkeys(("channels", "contexts", "country"), "trunks.<name>"),
-    **dict.fromkeys(("grace_seconds", "max_call_age_seconds", "external_answer"), "correlation"),
-    **dict.fromkeys(("timezone", *_DAYS, "holidays"), "hours"),
+    **dict.fromkeys(("database", "log_format", "log_level"), "[daemon]"),
+    **dict.fromkeys(("name", "link"), "[business]"),
+    **dict.fromkeys(_FREESWITCH_KEYS, "[freeswitch]"),
+    **dict.fromkeys(_ASTERISK_KEYS, "[asterisk]"),
+    # Both PBX tables have these: host, port, the timeouts and the reconnect waits.
+    **dict.fromkeys(
+        (*(set(_ASTERISK_KEYS) & set(_FREESWITCH_KEYS)), *_INLINE_SECRET_KEYS),
+        "[asterisk] or [freeswitch]",
+    ),
+    **dict.fromkeys(_TRUNK_KEYS, "[trunks.<name>]"),
+    **dict.fromkeys(("grace_seconds", "max_call_age_seconds", "external_answer"), "[correlation]"),
+    **dict.fromkeys(("timezone", *_DAYS, "holidays"), "[hours]"),
     **dict.fromkeys(
         (
             "allowed_regions",
@@ -656,14 +973,14 @@ _KEY_HOMES: Final = {
             "min_ring_seconds",
             "reasons",
         ),
-        "policy",
+        "[policy]",
     ),
-    **dict.fromkeys(("default", "after_hours", "holiday", "voicemail", "route"), "templates"),
+    **dict.fromkeys(("default", "after_hours", "holiday", "voicemail", "route"), "[templates]"),
     **dict.fromkeys(
         ("window", "max_age_hours", "max_attempts", "retry_base_seconds", "retry_max_seconds"),
-        "sending",
+        "[sending]",
     ),
-    "kind": "gateway",
+    "kind": "[gateway]",
 }
 
 
@@ -718,8 +1035,8 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         home = _KEY_HOMES.get(key)
         if home is not None and not isinstance(value, dict):
             problems.append(
-                f"{quote(key)}: unknown top-level key — it belongs in the [{home}] table; "
-                f"move it below the [{home}] line"
+                f"{quote(key)}: unknown top-level key — it belongs in the {home} table; "
+                f"move it below the {home} line"
             )
         else:
             problems.append(unknown_key(quote(key), key, _TABLES, {}))
@@ -743,17 +1060,29 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
     base = config_path.absolute().parent
     daemon = _daemon(problems, table("daemon") or {}, base)
     business = _business(problems, table("business"))
+    notices: list[str] = []
     asterisk_table = table("asterisk")
     asterisk = (
         None
         if asterisk_table is None
         else _asterisk(problems, asterisk_table, base, require_secrets)
     )
-    trunks = _trunks(problems, document.get("trunks", NOT_SET))
+    freeswitch_table = table("freeswitch")
+    freeswitch = (
+        None
+        if freeswitch_table is None
+        else _freeswitch(problems, notices, freeswitch_table, base, require_secrets)
+    )
+    if asterisk_table is not None and freeswitch_table is not None:
+        problems.append(
+            "freeswitch: set together with [asterisk], but textback talks to one PBX per "
+            "daemon — keep [asterisk] or [freeswitch] and delete the other table"
+        )
+    trunks = _trunks(problems, notices, document.get("trunks", NOT_SET))
+    problems.extend(_unseen_trunks(trunks, asterisk=asterisk, freeswitch=freeswitch))
     correlation = _correlation(problems, table("correlation") or {})
     hours_table = table("hours")
     hours = None if hours_table is None else _hours(problems, hours_table)
-    notices: list[str] = []
     templates_table = optional_table("templates")
     policy = read_policy(problems, notices, table("policy") or {}, template_names(templates_table))
     templates = read_templates(
@@ -770,6 +1099,11 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
     )
     gateway_table = optional_table("gateway")
     gateway = read_gateway(problems, gateway_table, base, require_secrets)
+    if freeswitch is not None and gateway is not None and gateway.name == "ami_modem":
+        problems.append(
+            'gateway.kind: "ami_modem" sends through Asterisk\'s manager interface, and this '
+            "file talks to FreeSWITCH — pick an SMS provider (see the [gateway] examples)"
+        )
     if problems or gateway is None:
         raise ConfigError(problems)
     return Config(
@@ -777,6 +1111,7 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         daemon=daemon,
         business=business,
         asterisk=asterisk,
+        freeswitch=freeswitch,
         trunks=trunks,
         correlation=correlation,
         hours=hours,
@@ -803,29 +1138,27 @@ def summary(config: Config) -> list[str]:
         f"database: {daemon.database}",
         f"logging: level {daemon.log_level}, format {daemon.log_format}",
     ]
-    ami = config.asterisk
-    if ami is None:
+    ami, fs = config.asterisk, config.freeswitch
+    if ami is None and fs is None:
         lines.append("asterisk: not configured (no [asterisk] table)")
-    else:
-        if not ami.secret_source:
-            secret = "no secret configured"
-        else:
-            missing = "" if ami.secret is not None else " (not available now)"
-            secret = f"secret from {ami.secret_source}{missing}"
-        lines.append(
-            f"asterisk: AMI {ami.host}:{ami.port} as user {ami.username}, {secret}, "
-            f"events {ami.events}"
-        )
-        lines.append(
-            f"asterisk: voicemail contexts {_list(ami.voicemail_contexts)}; "
-            f"closed contexts {_list(ami.closed_contexts)}"
-        )
+        lines.append("freeswitch: not configured (no [freeswitch] table)")
+    if ami is not None:
+        lines.extend(_asterisk_summary(ami))
+    if fs is not None:
+        lines.append(_freeswitch_summary(fs))
     for trunk in config.trunks.trunks:
-        parts = []
-        if trunk.channels:
-            parts.append(f"channels {_list(trunk.channels)}")
-        if trunk.contexts:
-            parts.append(f"contexts {_list(trunk.contexts)}")
+        parts = [
+            f"{key} {_list(values)}"
+            for key, values in (
+                ("channels", trunk.channels),
+                ("contexts", trunk.contexts),
+                ("gateways", trunk.gateways),
+                ("acls", trunk.acls),
+                ("networks", trunk.networks),
+                ("profiles", trunk.profiles),
+            )
+            if values
+        ]
         lines.append(f"trunk {trunk.name}: {'; '.join(parts)}; country {trunk.country}")
     c = config.correlation
     lines.append(
@@ -839,6 +1172,32 @@ def summary(config: Config) -> list[str]:
     lines.append(sending_summary(config.sending))
     lines.append(gateway_summary(config.gateway, config.gateway_settings))
     return lines
+
+
+def _asterisk_summary(ami: AsteriskConfig) -> list[str]:
+    if not ami.secret_source:
+        secret = "no secret configured"
+    else:
+        missing = "" if ami.secret is not None else " (not available now)"
+        secret = f"secret from {ami.secret_source}{missing}"
+    return [
+        f"asterisk: AMI {ami.host}:{ami.port} as user {ami.username}, {secret}, "
+        f"events {ami.events}",
+        f"asterisk: voicemail contexts {_list(ami.voicemail_contexts)}; "
+        f"closed contexts {_list(ami.closed_contexts)}",
+    ]
+
+
+def _freeswitch_summary(fs: FreeswitchConfig) -> str:
+    if not fs.password_source:
+        password = "no password configured"
+    else:
+        missing = "" if fs.password is not None else " (not available now)"
+        password = f"password from {fs.password_source}{missing}"
+    return (
+        f"freeswitch: event socket {fs.host}:{fs.port}, {password}, events {fs.events_format}, "
+        f"link judged dead after {fs.heartbeat_timeout:g}s without a HEARTBEAT"
+    )
 
 
 def _list(items: tuple[str, ...]) -> str:

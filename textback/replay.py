@@ -1,20 +1,25 @@
 """Replay recorded PBX streams through the same framing and correlation as the daemon.
 
-A capture is the bytes one AMI connection received, banner included. Captures
-carry no receive times, so the clock is rebuilt from the stream: the
-``Timestamp`` header when the PBX sends one (manager.conf
-``timestampevents = yes``), else the creation second Asterisk writes into every
-Uniqueid. Business hours are judged on that clock.
+A capture is the bytes one PBX connection received: an AMI stream (banner
+first) or a FreeSWITCH event-socket stream (``auth/request`` first); the kind
+is told from the first bytes. Captures carry no receive times, so the clock is
+rebuilt from the stream: FreeSWITCH's ``Event-Date-Timestamp``, Asterisk's
+``Timestamp`` header when sent (manager.conf ``timestampevents = yes``), else
+the creation second Asterisk writes into every Uniqueid. Business hours are
+judged on that clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from textback.core.asterisk import AmiCorrelator, AmiMessage, CorrelatorSettings
+from textback.core.asterisk import AmiCorrelator, CorrelatorSettings
+from textback.core.freeswitch import FsCorrelator, FsCorrelatorSettings
 from textback.core.verdict import CallVerdict
 from textback.pbx.ami_proto import BANNER_PREFIX, AmiFramer, FrameProblem, epoch_of_uniqueid
+from textback.pbx.esl_proto import EslFramer, decode_event
 
 ESL_PREFIX = b"Content-Type: auth/request"
 
@@ -43,8 +48,17 @@ def pbx_kind(data: bytes) -> str:
     )
 
 
-def event_time(event: AmiMessage, last: float) -> float:
+class Correlator(Protocol):
+    def feed(self, event: Mapping[str, str], now: float) -> list[CallVerdict]: ...
+    def on_timer(self, now: float) -> list[CallVerdict]: ...
+    def flush(self, now: float) -> list[CallVerdict]: ...
+
+
+def event_time(event: Mapping[str, str], last: float) -> float:
     """The stream clock after ``event``: never goes backwards."""
+    micros = event.get("Event-Date-Timestamp", "")
+    if micros.isdigit():
+        return max(last, int(micros) / 1e6)
     stamp = event.get("Timestamp", "")
     try:
         moment: float | None = float(stamp) if stamp else None
@@ -56,14 +70,14 @@ def event_time(event: AmiMessage, last: float) -> float:
 
 
 def correlate(
-    events: Iterable[AmiMessage], correlator: AmiCorrelator
+    events: Iterable[Mapping[str, str]], correlator: Correlator
 ) -> tuple[list[CallVerdict], int]:
     """Feed events in order; decide what is left when the stream ends."""
     verdicts: list[CallVerdict] = []
     now = 0.0
     count = 0
     for event in events:
-        if "Event" not in event:
+        if "Event" not in event and "Event-Name" not in event:
             continue  # our own Login's response
         count += 1
         now = event_time(event, now)
@@ -73,11 +87,15 @@ def correlate(
     return verdicts, count
 
 
-def replay_bytes(data: bytes, settings: CorrelatorSettings) -> ReplayResult:
-    """Judge every call in one capture, with a fresh correlator."""
-    kind = pbx_kind(data)
-    if kind != "asterisk":
-        raise UnsupportedCapture("FreeSWITCH ESL captures cannot be replayed by this version yet")
-    messages, problems = AmiFramer().receive_data(data)
-    verdicts, count = correlate(messages, AmiCorrelator(settings))
+def replay_bytes(
+    data: bytes, asterisk: CorrelatorSettings, freeswitch: FsCorrelatorSettings
+) -> ReplayResult:
+    """Judge every call in one capture, with a fresh correlator of the capture's kind."""
+    if pbx_kind(data) == "asterisk":
+        messages, problems = AmiFramer().receive_data(data)
+        verdicts, count = correlate(messages, AmiCorrelator(asterisk))
+        return ReplayResult(verdicts=verdicts, problems=problems, events=count)
+    frames, problems = EslFramer().receive_data(data)
+    events = [e for e in map(decode_event, frames) if e is not None]
+    verdicts, count = correlate(events, FsCorrelator(freeswitch))
     return ReplayResult(verdicts=verdicts, problems=problems, events=count)

@@ -1,7 +1,9 @@
-"""The daemon: AMI source → correlator → call log. The composition root.
+"""The daemon: PBX source → correlator → call log → delivery. The composition root.
 
-One task owns the correlator and handles source items strictly in order; the
-AMI reader runs beside it and never waits for us. A bug while handling one
+The PBX is Asterisk (AMI source, AMI correlator) or FreeSWITCH (event-socket
+source, FreeSWITCH correlator); everything after the verdict is the same. One
+task owns the correlator and handles source items strictly in order; the
+reader runs beside it and never waits for us. A bug while handling one
 event is logged and the next event is handled: it must not cost the
 connection or the calls in flight.
 """
@@ -12,18 +14,20 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from typing import Final, TextIO
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final, Protocol, TextIO
 
 from textback.callview import CallNumbers, verdict_record
-from textback.config import AsteriskConfig, Config
+from textback.config import AsteriskConfig, Config, FreeswitchConfig
 from textback.core.asterisk import AmiCorrelator
-from textback.core.verdict import CallVerdict, Verdict
+from textback.core.freeswitch import FsCorrelator
+from textback.core.verdict import CallNotice, CallVerdict, Verdict
 from textback.delivery import Delivery
 from textback.errors import ConfigError
-from textback.gateways.base import GatewayContext
+from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
+from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
 from textback.store import Store
 
 log = get_logger(__name__)
@@ -52,6 +56,44 @@ def ami_settings(asterisk: AsteriskConfig) -> AmiSettings:
     )
 
 
+def esl_settings(freeswitch: FreeswitchConfig) -> EslSettings:
+    if freeswitch.password is None:
+        raise ConfigError(
+            ["freeswitch: no event socket password — set password_file or password_env"]
+        )
+    return EslSettings(
+        host=freeswitch.host,
+        port=freeswitch.port,
+        password=freeswitch.password.reveal(),
+        events_format=freeswitch.events_format,
+        connect_timeout=freeswitch.connect_timeout,
+        heartbeat_timeout=freeswitch.heartbeat_timeout,
+        reconnect_min=freeswitch.reconnect_min,
+        reconnect_max=freeswitch.reconnect_max,
+        auth_retry=freeswitch.auth_retry,
+    )
+
+
+class Correlator(Protocol):
+    """What the daemon needs of either PBX's correlator."""
+
+    @property
+    def calls_in_progress(self) -> int: ...
+    def feed(self, event: Mapping[str, str], now: float) -> list[CallVerdict]: ...
+    def resync(self, channels: Sequence[Mapping[str, str]], now: float) -> list[CallVerdict]: ...
+    def on_timer(self, now: float) -> list[CallVerdict]: ...
+    def next_deadline(self) -> float | None: ...
+    def pop_notices(self) -> list[CallNotice]: ...
+
+
+SourceItem = AmiEvent | AmiResync | AmiLinkDown | EslEvent | EslResync | EslLinkDown
+
+
+class Source(Protocol):
+    async def run(self) -> None: ...
+    async def next_item(self) -> SourceItem: ...
+
+
 class Daemon:
     """Everything ``textback run`` runs, wired from one :class:`Config`."""
 
@@ -63,15 +105,26 @@ class Daemon:
         on_verdict: VerdictHook | None = None,
         out: TextIO | None = None,
     ) -> None:
-        if config.asterisk is None:
-            raise ConfigError(
-                ["asterisk: missing table — add [asterisk] with host, port, username"]
-            )
         self.config = config
+        self.correlator: Correlator
+        self.source: Source
+        self.ami_action: AmiAction | None = None
+        if config.asterisk is not None:
+            ami = AmiSource(ami_settings(config.asterisk))
+            self.correlator, self.source, self.ami_action = (
+                AmiCorrelator(config.correlator_settings()),
+                ami,
+                ami.action,
+            )
+        elif config.freeswitch is not None:
+            self.correlator = FsCorrelator(config.freeswitch_settings())
+            self.source = EslSource(esl_settings(config.freeswitch))
+        else:
+            raise ConfigError(
+                ["no PBX configured — add an [asterisk] or a [freeswitch] table (see the example)"]
+            )
         self.clock = clock
         self.on_verdict = on_verdict
-        self.correlator = AmiCorrelator(config.correlator_settings())
-        self.source = AmiSource(ami_settings(config.asterisk))
         # Set whenever no call is in progress: the demo waits on it.
         self.idle = asyncio.Event()
         self.idle.set()
@@ -94,9 +147,9 @@ class Daemon:
             gateway=self.gateway.name,
         )
         try:
-            await self.gateway.start(GatewayContext(ami_action=self.source.action, out=self.out))
+            await self.gateway.start(GatewayContext(ami_action=self.ami_action, out=self.out))
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.source.run(), name="ami-source")
+                tasks.create_task(self.source.run(), name="pbx-source")
                 tasks.create_task(self._pump(), name="correlator")
                 tasks.create_task(delivery.run(), name="delivery")
         finally:
@@ -116,15 +169,15 @@ class Daemon:
                 await self._handle(lambda now: self.correlator.on_timer(now))
                 continue
             match item:
-                case AmiEvent(message=message):
+                case AmiEvent(message=message) | EslEvent(message=message):
                     await self._handle(lambda now: self.correlator.feed(message, now))
                     self.events_handled += 1
                     async with self._progress:
                         self._progress.notify_all()
-                case AmiResync(channels=channels):
-                    log.info("ami_resynced", channels=len(channels))
+                case AmiResync(channels=channels) | EslResync(channels=channels):
+                    log.info("pbx_resynced", channels=len(channels))
                     await self._handle(lambda now: self.correlator.resync(channels, now))
-                case AmiLinkDown():
+                case AmiLinkDown() | EslLinkDown():
                     pass
 
     async def _handle(self, step: Callable[[float], list[CallVerdict]]) -> None:

@@ -1,0 +1,306 @@
+"""Sans-IO FreeSWITCH event socket (ESL) framing: bytes in, frames and events out.
+
+An ESL frame is a block of ``Name: value`` lines ended by an empty line
+(``\\n\\n``, no ``\\r``). If the block has ``Content-Length: N``, exactly N
+*bytes* of body follow. ``Content-Type`` says what the frame is:
+``auth/request``, ``command/reply``, ``api/response``, ``text/event-plain``,
+``text/event-json``, ``text/disconnect-notice``, ``text/rude-rejection``.
+
+An event frame's body is the event: in ``plain`` format ``Name: value``
+lines with URL-encoded values (and, if the event has a body of its own, an
+inner ``Content-Length`` and that body); in ``json`` format one JSON object.
+:func:`decode_event` turns both into the same flat ``Mapping[str, str]``.
+
+Nothing here raises on bad input. A block that is not a frame is reported as
+a :class:`FrameProblem` and skipped; the next block is read as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+from urllib.parse import unquote
+
+# Re-exported: ESL callers need not know the type lives with the AMI framer.
+from textback.pbx.ami_proto import FrameProblem as FrameProblem
+
+EslMessage = Mapping[str, str]
+
+AUTH_REQUEST: Final = "auth/request"
+COMMAND_REPLY: Final = "command/reply"
+API_RESPONSE: Final = "api/response"
+EVENT_PLAIN: Final = "text/event-plain"
+EVENT_JSON: Final = "text/event-json"
+DISCONNECT_NOTICE: Final = "text/disconnect-notice"
+RUDE_REJECTION: Final = "text/rude-rejection"
+EVENT_CONTENT_TYPES: Final = frozenset({EVENT_PLAIN, EVENT_JSON})
+
+SUBSCRIBED_EVENTS: Final = (
+    "CHANNEL_CREATE",
+    "CHANNEL_ANSWER",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_UNBRIDGE",
+    "CHANNEL_EXECUTE",
+    "CHANNEL_PROGRESS",
+    "CHANNEL_PROGRESS_MEDIA",
+    "CHANNEL_HANGUP_COMPLETE",
+    "CHANNEL_DESTROY",
+    "HEARTBEAT",
+)
+SUBSCRIBED_CUSTOM: Final = (
+    "vm::maintenance",
+    "callcenter::info",
+    "sofia::transferor",
+    "sofia::transferee",
+)
+API_SHOW_CHANNELS: Final = b"api show channels as json\n\n"
+
+BANNER: Final = b"Content-Type: auth/request"
+_END: Final = b"\n\n"
+_ARRAY: Final = "ARRAY::"
+# A header block this long without an empty line is garbage, not ESL.
+MAX_HEADER_BYTES: Final = 64 * 1024
+# `show channels` on a busy PBX is the largest body we ask for; far above it is a bad length.
+MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+# Outer header names are plain tokens; the lenient value part follows libesl (spaces skipped).
+_HEADER_LINE: Final = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.\-]*):[ \t]*(.*)")
+# Where a frame can start inside junk that lacks a line break before it (a JSON body
+# has none at its end, so the next frame's headers follow its closing brace).
+_FRAME_START: Final = re.compile(rb"Content-(?:Length|Type):")
+
+
+@dataclass(frozen=True, slots=True)
+class EslFrame:
+    """One ESL frame: its outer headers and its body (bytes, maybe empty)."""
+
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        """The ``Content-Type``, or ``""`` if there is none."""
+        return self.headers.get("Content-Type", "")
+
+    @property
+    def reply_text(self) -> str:
+        """A ``command/reply``'s ``Reply-Text`` (``+OK accepted``), else ``""``."""
+        return self.headers.get("Reply-Text", "")
+
+    def text(self) -> str:
+        """The body as text; invalid UTF-8 replaced."""
+        return self.body.decode("utf-8", "replace")
+
+
+class EslFramer:
+    """Incremental ESL reader. Feed it any chunking, a byte at a time included."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer already searched for an empty line
+        self._headers: dict[str, str] | None = None  # a header block awaiting its body
+        self._need = 0  # body length the pending headers announced
+
+    def receive_data(self, data: bytes) -> tuple[list[EslFrame], list[FrameProblem]]:
+        """Buffer ``data``; return every frame it completes, plus problems."""
+        self._buffer += data
+        frames: list[EslFrame] = []
+        problems: list[FrameProblem] = []
+        while True:
+            if self._headers is not None:
+                if len(self._buffer) < self._need:
+                    return frames, problems
+                body = bytes(self._buffer[: self._need])
+                del self._buffer[: self._need]
+                frames.append(EslFrame(self._headers, body))
+                self._headers = None
+                continue
+            # Re-scan one byte back: the empty line may straddle two reads.
+            end = self._buffer.find(_END, max(0, self._scanned - 1))
+            if end < 0:
+                self._scanned = len(self._buffer)
+                if len(self._buffer) > MAX_HEADER_BYTES:
+                    problems.append(FrameProblem("header block too large, discarded", ""))
+                    self._buffer.clear()
+                    self._scanned = 0
+                return frames, problems
+            block = bytes(self._buffer[:end])
+            del self._buffer[: end + len(_END)]
+            self._scanned = 0
+            self._take_block(block, frames, problems)
+
+    def _take_block(
+        self, block: bytes, frames: list[EslFrame], problems: list[FrameProblem]
+    ) -> None:
+        junk, headers = _split_block(block)
+        if "Content-Type" not in headers:
+            if block.strip():
+                problems.append(FrameProblem("bytes that are not an ESL frame, skipped", ""))
+            return
+        if junk:
+            problems.append(FrameProblem("bytes before a frame, skipped", ""))
+        length = headers.get("Content-Length")
+        if length is None:
+            frames.append(EslFrame(headers, b""))
+            return
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            # The body's end is unknown: read on as if it were header blocks.
+            # A plain event's body ends in an empty line, so only it is lost.
+            problems.append(FrameProblem("bad Content-Length, frame skipped", ""))
+            return
+        self._headers = headers
+        self._need = int(length)
+
+
+def _split_block(block: bytes) -> tuple[bool, dict[str, str]]:
+    """(junk seen, headers): the headers are the block's trailing well-formed lines."""
+    lines = block.split(b"\n")
+    start = len(lines)
+    while start > 0 and (not lines[start - 1] or _header(lines[start - 1]) is not None):
+        start -= 1
+    kept = lines[start:]
+    junk = lines[:start]
+    if junk:
+        # A JSON body has no line break at its end: the next frame's first
+        # header can follow its closing brace on the same line.
+        last = junk[-1]
+        for match in _FRAME_START.finditer(last):
+            if _header(last[match.start() :]) is not None:
+                kept.insert(0, last[match.start() :])
+                junk[-1] = last[: match.start()]
+                break
+    headers: dict[str, str] = {}
+    for raw in kept:
+        parsed = _header(raw)
+        if parsed is not None:
+            headers.setdefault(*parsed)
+    return any(line.strip() for line in junk), headers
+
+
+def _header(line: bytes) -> tuple[str, str] | None:
+    match = _HEADER_LINE.fullmatch(line.decode("utf-8", "replace"))
+    return None if match is None else (match.group(1), match.group(2))
+
+
+def decode_event(frame: EslFrame) -> EslMessage | None:
+    """The event in an event frame, as ``Name -> value`` strings; None if there is none.
+
+    ``text/event-plain``: values URL-decoded (``%2B1415…`` → ``+1415…``), the
+    event's own body, if any, under ``_body``. ``text/event-json``: string
+    values as they are, lists joined with ``|``, other values as JSON text,
+    the body already under ``_body``. Returns None for other content types and
+    for a body that holds no ``Event-Name``; never raises.
+    """
+    if frame.content_type == EVENT_PLAIN:
+        message = _decode_plain(frame.body)
+    elif frame.content_type == EVENT_JSON:
+        message = _decode_json(frame.body)
+    else:
+        return None
+    if message is None or not message.get("Event-Name"):
+        return None
+    return message
+
+
+def _decode_plain(body: bytes) -> dict[str, str] | None:
+    head, _, rest = body.partition(_END)
+    message: dict[str, str] = {}
+    for raw in head.split(b"\n"):
+        if not raw:
+            continue
+        name, colon, value = raw.decode("utf-8", "replace").partition(":")
+        if not colon or not name:
+            return None
+        # FreeSWITCH writes `Name: value`; `+` is a literal plus (switch_url_encode).
+        message[name] = _plain_value(unquote(value.removeprefix(" "), errors="replace"))
+    length = message.pop("Content-Length", None)
+    if length is not None:
+        if not length.isdigit() or len(rest) < int(length):
+            return None
+        message["_body"] = rest[: int(length)].decode("utf-8", "replace")
+    return message
+
+
+def _plain_value(value: str) -> str:
+    # A multi-valued header (variable_DP_MATCH) is `ARRAY::a|:b` in plain and a
+    # list in JSON; both read as `a|b`.
+    if value.startswith(_ARRAY):
+        return "|".join(value[len(_ARRAY) :].split("|:"))
+    return value
+
+
+def _decode_json(body: bytes) -> dict[str, str] | None:
+    try:
+        parsed = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    return {str(key): _json_text(value) for key, value in parsed.items()}
+
+
+def _json_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "|".join(_json_text(item) for item in value)
+    if value is None:
+        return ""
+    return json.dumps(value)
+
+
+def parse_show_channels(body: bytes) -> list[EslMessage] | None:
+    """The rows of an ``api show channels as json`` reply; None if it is not that JSON.
+
+    FreeSWITCH leaves ``rows`` out when ``row_count`` is 0. Values become
+    strings the way event values do; rows that are not objects are skipped.
+    """
+    try:
+        parsed = json.loads(body.decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    if not isinstance(parsed, dict) or "row_count" not in parsed:
+        return None
+    rows = parsed.get("rows", [])
+    if not isinstance(rows, list):
+        return None
+    return [
+        {str(key): _json_text(value) for key, value in row.items()}
+        for row in rows
+        if isinstance(row, dict)
+    ]
+
+
+def decode_stream(data: bytes) -> tuple[list[EslMessage], list[FrameProblem]]:
+    """Every event in a recorded stream, in order; non-event frames are skipped."""
+    frames, problems = EslFramer().receive_data(data)
+    events: list[EslMessage] = []
+    for frame in frames:
+        if frame.content_type not in EVENT_CONTENT_TYPES:
+            continue
+        event = decode_event(frame)
+        if event is None:
+            problems.append(FrameProblem("event frame without a readable event", ""))
+        else:
+            events.append(event)
+    return events, problems
+
+
+def subscribe_command(fmt: Literal["plain", "json"]) -> bytes:
+    """The ``event`` command for the events textback needs, in format ``fmt``."""
+    names = " ".join((*SUBSCRIBED_EVENTS, "CUSTOM", *SUBSCRIBED_CUSTOM))
+    return f"event {fmt} {names}\n\n".encode()
+
+
+def auth_command(password: str) -> bytes:
+    """``auth <password>``. Raises ValueError for a line break (it would inject a command)."""
+    if any(c in password for c in "\r\n"):
+        raise ValueError("the ESL password contains a line break")
+    return f"auth {password}\n\n".encode()
+
+
+def pbx_banner_is_esl(data: bytes) -> bool:
+    """True if a stream starts like a FreeSWITCH event socket (``Content-Type: auth/request``)."""
+    return data.startswith(BANNER)
