@@ -26,22 +26,22 @@ import contextlib
 import importlib.resources
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Final, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from textback.pbx.esl_proto import (
     API_RESPONSE,
     AUTH_REQUEST,
     COMMAND_REPLY,
     DISCONNECT_NOTICE,
-    EVENT_CONTENT_TYPES,
+    EVENT_JSON,
+    EVENT_PLAIN,
     RUDE_REJECTION,
-    EslFrame,
-    decode_event,
 )
 
 # What mod_event_socket sends a listener it is about to close (bytes of a real capture).
@@ -58,6 +58,9 @@ _SESSION_TYPES: Final = frozenset(
     {AUTH_REQUEST, COMMAND_REPLY, API_RESPONSE, DISCONNECT_NOTICE, RUDE_REJECTION}
 )
 _FORMATS: Final = frozenset({"plain", "json", "xml"})
+_WANTED = rb"(Event-Name|Event-Subclass|Event-Date-Timestamp)"
+_PLAIN: Final = re.compile(rb"^" + _WANTED + rb": ([^\n]*)$", re.MULTILINE)
+_JSON: Final = re.compile(rb'"' + _WANTED + rb'":\s*"([^"\\]*)"')
 _MAX_PACE_WAIT = 5.0  # seconds of capture time, before dividing by speed
 _RANDOM_CHUNK_MAX = 64
 
@@ -100,16 +103,23 @@ def _headers(block: bytes) -> dict[str, str]:
 
 
 def _describe(raw: bytes, headers: dict[str, str], body: bytes) -> _Frame:
-    if headers.get("Content-Type") not in EVENT_CONTENT_TYPES:
+    # A regex look at the few headers we need: decoding every event in full
+    # would make a long replay slow to start.
+    kind = headers.get("Content-Type")
+    if kind not in (EVENT_PLAIN, EVENT_JSON):
         return _Frame(raw, None, None, None)
-    event = decode_event(EslFrame(headers, body))
-    if event is None:
+    fields: dict[str, str] = {}
+    for key, value in (_PLAIN if kind == EVENT_PLAIN else _JSON).findall(body):
+        # The first match: an event's own body comes after its headers.
+        fields.setdefault(key.decode(), unquote(value.decode("utf-8", "replace")))
+    name = fields.get("Event-Name")
+    if not name:
         return _Frame(raw, None, None, None)
-    stamp = event.get("Event-Date-Timestamp", "")
+    stamp = fields.get("Event-Date-Timestamp", "")
     return _Frame(
         raw,
-        event["Event-Name"],
-        event.get("Event-Subclass"),
+        name,
+        fields.get("Event-Subclass"),
         int(stamp) / 1e6 if stamp.isdigit() else None,
     )
 

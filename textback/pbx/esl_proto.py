@@ -207,28 +207,27 @@ def decode_event(frame: EslFrame) -> EslMessage | None:
 def _decode_plain(body: bytes) -> dict[str, str] | None:
     head, _, rest = body.partition(_END)
     message: dict[str, str] = {}
-    for raw in head.split(b"\n"):
-        if not raw:
+    for line in head.decode("utf-8", "replace").split("\n"):
+        if not line:
             continue
-        name, colon, value = raw.decode("utf-8", "replace").partition(":")
+        name, colon, value = line.partition(":")
         if not colon or not name:
             return None
         # FreeSWITCH writes `Name: value`; `+` is a literal plus (switch_url_encode).
-        message[name] = _plain_value(unquote(value.removeprefix(" "), errors="replace"))
+        value = value.removeprefix(" ")
+        if "%" in value:
+            value = unquote(value, errors="replace")
+        if value.startswith(_ARRAY):
+            # A multi-valued header (variable_DP_MATCH) is `ARRAY::a|:b` in
+            # plain and a list in JSON; both read as `a|b`.
+            value = "|".join(value[len(_ARRAY) :].split("|:"))
+        message[name] = value
     length = message.pop("Content-Length", None)
     if length is not None:
         if not length.isdigit() or len(rest) < int(length):
             return None
         message["_body"] = rest[: int(length)].decode("utf-8", "replace")
     return message
-
-
-def _plain_value(value: str) -> str:
-    # A multi-valued header (variable_DP_MATCH) is `ARRAY::a|:b` in plain and a
-    # list in JSON; both read as `a|b`.
-    if value.startswith(_ARRAY):
-        return "|".join(value[len(_ARRAY) :].split("|:"))
-    return value
 
 
 def _decode_json(body: bytes) -> dict[str, str] | None:
