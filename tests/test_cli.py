@@ -260,3 +260,22 @@ class TestAdminCommands:
         config = str(admin_config(tmp_path, "http://127.0.0.1:9"))
         assert main(["optout", "add", "call-me-maybe", "-c", config]) == EX_DATAERR
         assert "not a valid phone number" in capsys.readouterr().out
+
+
+def test_demo_on_freeswitch_runs_the_same_pipeline() -> None:
+    """`textback demo --pbx freeswitch` plays event-socket captures through the real daemon."""
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "textback", "demo", "--pbx", "freeswitch", "--speed", "50"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "FreeSWITCH event-socket simulator" in result.stdout
+    assert "SMS to +14155550101: Hi, this is Acme Plumbing" in result.stdout
+    assert "unavailable" in result.stdout
+    assert "cancelled (recovered)" in result.stdout

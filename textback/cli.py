@@ -79,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         default=20.0,
         help="how much faster than real time the recorded calls are played (default 20)",
     )
-    demo.add_argument("--pbx", choices=["asterisk"], default="asterisk", help="PBX to simulate")
+    demo.add_argument(
+        "--pbx", choices=["asterisk", "freeswitch"], default="asterisk", help="PBX to simulate"
+    )
     return parser
 
 
@@ -96,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from textback.demo import run_demo
 
         configure("auto", "info")
-        return asyncio.run(run_demo(speed=args.speed, out=sys.stdout))
+        return asyncio.run(run_demo(speed=args.speed, out=sys.stdout, pbx=args.pbx))
     return _run(args.config)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from textback.config import Config, load
+from textback.esl_simulator import EslSimulator, EslSimulatorOptions, bundled_esl_captures
 from textback.service import Daemon
 from textback.simulator import AmiSimulator, SimulatorOptions, bundled_captures
 from textback.store import open_store
@@ -44,21 +45,15 @@ database = "{database}"
 name = "{business}"
 link = "{link}"
 
-[asterisk]
-host = "127.0.0.1"
-port = {port}
-username = "textback"
-secret_file = "{secret_file}"
-closed_contexts = ["app-announcement-1"]
-ping_interval = 5
-reconnect_min = 0.2
-reconnect_max = 2
+{pbx_table}
 
 [trunks.carrier-a]
 channels = ["SIP/carrier-a-*", "PJSIP/carrier-a-*"]
+gateways = ["carrier-a"]
 
 [trunks.carrier-b]
 channels = ["SIP/carrier-b-*", "PJSIP/carrier-b-*"]
+acls = ["carrier-b"]
 country = "US"
 
 [correlation]
@@ -76,19 +71,40 @@ kind = "console"
 """
 
 
-def demo_config(directory: Path, port: int, secret: str) -> Config:
+_PBX_TABLES: Final = {
+    "asterisk": """\
+[asterisk]
+host = "127.0.0.1"
+port = {port}
+username = "textback"
+secret_file = "{secret_file}"
+closed_contexts = ["app-announcement-1"]
+ping_interval = 5
+reconnect_min = 0.2
+reconnect_max = 2""",
+    "freeswitch": """\
+[freeswitch]
+host = "127.0.0.1"
+port = {port}
+password_file = "{secret_file}"
+reconnect_min = 0.2
+reconnect_max = 2""",
+}
+
+
+def demo_config(directory: Path, port: int, secret: str, pbx: str = "asterisk") -> Config:
     """Write and load the throwaway config, through the same loader as ``run``."""
     secret_file = directory / "ami-secret"
     secret_file.write_text(secret + "\n")
     secret_file.chmod(0o600)
     path = directory / "textback.toml"
+    pbx_table = _PBX_TABLES[pbx].format(port=port, secret_file=secret_file)
     path.write_text(
         _CONFIG.format(
+            pbx_table=pbx_table,
             database=directory / "textback.db",
             business=BUSINESS,
             link=LINK,
-            port=port,
-            secret_file=secret_file,
             grace=GRACE,
             default=json.dumps(DEFAULT_TEXT),
             after_hours=json.dumps(AFTER_HOURS_TEXT),
@@ -97,22 +113,31 @@ def demo_config(directory: Path, port: int, secret: str) -> Config:
     return load(path)
 
 
-async def run_demo(*, speed: float, out: TextIO) -> int:
-    captures = bundled_captures()
+async def run_demo(*, speed: float, out: TextIO, pbx: str = "asterisk") -> int:
     secret = secrets.token_urlsafe(16)
-    simulator = AmiSimulator(
-        [data for _, data in captures], SimulatorOptions(secret=secret, speed=speed)
-    )
+    simulator: AmiSimulator | EslSimulator
+    if pbx == "freeswitch":
+        captures = bundled_esl_captures()
+        simulator = EslSimulator(
+            [data for _, data in captures], EslSimulatorOptions(password=secret, speed=speed)
+        )
+        what = "FreeSWITCH event-socket"
+    else:
+        captures = bundled_captures()
+        simulator = AmiSimulator(
+            [data for _, data in captures], SimulatorOptions(secret=secret, speed=speed)
+        )
+        what = "Asterisk AMI"
     await simulator.start()
     print(
-        f"textback demo: PBX simulator on 127.0.0.1:{simulator.port} replaying"
+        f"textback demo: {what} simulator on 127.0.0.1:{simulator.port} replaying"
         f" {len(captures)} recorded calls at {speed:g}x",
         file=out,
         flush=True,
     )
     try:
         with tempfile.TemporaryDirectory(prefix="textback-demo-") as tmp:
-            config = demo_config(Path(tmp), simulator.port, secret)
+            config = demo_config(Path(tmp), simulator.port, secret, pbx)
             daemon = Daemon(config, out=out)
             running = asyncio.create_task(daemon.run(), name="daemon")
             try:

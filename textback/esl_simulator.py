@@ -111,7 +111,8 @@ def _describe(raw: bytes, headers: dict[str, str], body: bytes) -> _Frame:
     fields: dict[str, str] = {}
     for key, value in (_PLAIN if kind == EVENT_PLAIN else _JSON).findall(body):
         # The first match: an event's own body comes after its headers.
-        fields.setdefault(key.decode(), unquote(value.decode("utf-8", "replace")))
+        text = value.decode("utf-8", "replace")
+        fields.setdefault(key.decode(), unquote(text) if kind == EVENT_PLAIN else text)
     name = fields.get("Event-Name")
     if not name:
         return _Frame(raw, None, None, None)
