@@ -26,9 +26,9 @@ from textback.pbx.ami_source import (
     AmiLinkDown,
     AmiResync,
     AmiSource,
-    Backoff,
     SourceItem,
 )
+from textback.pbx.backoff import Backoff
 from textback.simulator import SHUTDOWN_EVENT, AmiSimulator, SimulatorOptions
 
 ABANDONED = "01-abandoned-ringing.ami"

@@ -535,7 +535,7 @@ class TestSimulator:
         assert all(m is not None and m["Event-Info"] == "System Ready" for m in decoded)
 
     def test_bundled_captures_are_esl(self) -> None:
-        """Bundled .esl captures, if any, all start like an event socket."""
+        """Only the bundled .esl captures are returned (never the .ami ones), each an ESL stream."""
         assert all(
             data.startswith(b"Content-Type: auth/request") for _, data in bundled_esl_captures()
         )

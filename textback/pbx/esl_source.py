@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from textback.log import get_logger
-from textback.pbx.ami_source import Backoff
+from textback.pbx.backoff import Backoff
 from textback.pbx.esl_proto import (
     API_RESPONSE,
     API_SHOW_CHANNELS,
