@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import textback
 from textback.core.policy import History
 from textback.errors import StoreError
-from textback.outbox import Outbox, OutboxRow
+from textback.outbox import OPT_OUT_CONFIRMATION, Outbox, OutboxRow
 from textback.store import Store, SyncStore, open_store
 
 REPO_ROOT = Path(textback.__file__).resolve().parents[1]
@@ -862,3 +862,27 @@ def test_random_operations_only_follow_the_state_graph(
                 if r.state == "sending" or r.dispatched_at is not None:
                     assert r.attempts >= 1
                 seen[r.id] = r.state
+
+
+class TestOptOutConfirmation:
+    def test_the_confirmation_of_an_opt_out_still_goes_out(self, outbox: Outbox) -> None:
+        """After STOP, the one confirmation text is claimed; any other pending text is not."""
+        assert outbox.add_optout(ALICE, "sms", T0)
+        confirmation = outbox.accept(
+            pbx="textback",
+            call_id="opt_out_confirmation-1",
+            to_e164=ALICE,
+            body="You're out.",
+            template=OPT_OUT_CONFIRMATION,
+            gateway="twilio",
+            state="pending",
+            reason="ok",
+            created_at=T0,
+            send_at=T0,
+            expires_at=T0 + MAX_AGE,
+            now=T0,
+        )
+        other = new_row(outbox, "c2", ended=T0)
+        claimed = outbox.claim_due(T0 + 10)
+        assert [r.id for r in claimed] == [confirmation]
+        assert row(outbox, other).state == "cancelled"

@@ -36,6 +36,8 @@ from typing import Any, Final, Literal, Protocol
 from textback.core.policy import History
 from textback.errors import StoreError
 
+# The template of the single text that confirms an opt-out (sent after it).
+OPT_OUT_CONFIRMATION: Final = "opt_out_confirmation"
 STATES: Final = ("pending", "sending", "sent", "failed", "suppressed", "cancelled", "expired")
 OPTOUT_SOURCES: Final = ("sms", "manual", "provider")
 
@@ -228,10 +230,12 @@ class Outbox:
             raise ValueError(f"limit must be 0 or more, not {limit}")
         with self._errors("write to"), self._transaction() as conn:
             for table, reason in (("optouts", OPTED_OUT), ("not_sms_capable", NOT_SMS_CAPABLE)):
+                # The one text an opt-out itself asks for (its confirmation) still goes.
                 conn.execute(
                     f"""
                     UPDATE outbox SET state = 'cancelled', reason = ?, updated_at = ?
                     WHERE state = 'pending' AND to_e164 IN (SELECT e164 FROM {table})
+                      AND template IS NOT '{OPT_OUT_CONFIRMATION}'
                     """,
                     (reason, now),
                 )
