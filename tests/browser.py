@@ -83,7 +83,7 @@ class Page:
         return result.get("result", {}).get("value")
 
     async def submit(self, form_selector: str, **fields: str) -> None:
-        """Fill a form's fields by name and submit it like a person would; wait for the next page."""
+        """Fill a form's fields by name, submit it as a person would, wait for the next page."""
         assignments = "".join(
             f"f.querySelector({json.dumps(f'[name={name}]')}).value = {json.dumps(value)};"
             for name, value in fields.items()
@@ -103,8 +103,7 @@ class Page:
 
     async def screenshot(self, path: Path) -> None:
         shot = await self.send("Page.captureScreenshot", format="png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
+        await asyncio.to_thread(_write, path, base64.b64decode(shot["data"]))
 
     async def close(self) -> None:
         self._reader.cancel()
@@ -125,12 +124,11 @@ async def chromium(profile: Path) -> AsyncIterator[Page]:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
-    port_file = profile / "DevToolsActivePort"
     try:
         async with asyncio.timeout(PATIENCE):
-            while not port_file.exists() or not port_file.read_text().strip():
-                await asyncio.sleep(0.05)  # Chromium writes the port when it is listening
-        port = int(port_file.read_text().split()[0])
+            # Chromium writes its port into the profile once it listens; nothing to await but that.
+            while not (port := _devtools_port(profile)):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         async with aiohttp.ClientSession() as http:
             async with http.put(f"http://127.0.0.1:{port}/json/new?about:blank") as response:
                 target = await response.json()
@@ -145,3 +143,14 @@ async def chromium(profile: Path) -> AsyncIterator[Page]:
         process.terminate()
         with contextlib.suppress(ProcessLookupError):
             await asyncio.wait_for(process.wait(), 10)
+
+
+def _devtools_port(profile: Path) -> int:
+    port_file = profile / "DevToolsActivePort"
+    text = port_file.read_text().split() if port_file.exists() else []
+    return int(text[0]) if text else 0
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
