@@ -22,16 +22,12 @@ whatever format the client asked for; only the cut into TCP writes
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.resources
 import json
-import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import quote, unquote
 
 from textback.pbx.esl_proto import (
@@ -43,6 +39,7 @@ from textback.pbx.esl_proto import (
     EVENT_PLAIN,
     RUDE_REJECTION,
 )
+from textback.replayserver import Chunking, ReplayClient, ReplayServer, bundled
 
 # What mod_event_socket sends a listener it is about to close (bytes of a real capture).
 DISCONNECT_NOTICE_FRAME: Final = (
@@ -61,8 +58,6 @@ _FORMATS: Final = frozenset({"plain", "json", "xml"})
 _WANTED = rb"(Event-Name|Event-Subclass|Event-Date-Timestamp)"
 _PLAIN: Final = re.compile(rb"^" + _WANTED + rb": ([^\n]*)$", re.MULTILINE)
 _JSON: Final = re.compile(rb'"' + _WANTED + rb'":\s*"([^"\\]*)"')
-_MAX_PACE_WAIT = 5.0  # seconds of capture time, before dividing by speed
-_RANDOM_CHUNK_MAX = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,7 +66,7 @@ class EslSimulatorOptions:
 
     password: str = field(default="ClueCon", repr=False)  # FreeSWITCH's default
     speed: float = 0.0  # 0 = as fast as possible; 1.0 = real time; 10 = ten times faster
-    chunking: Literal["whole", "byte", "random"] = "whole"  # how bytes are cut into writes
+    chunking: Chunking = "whole"  # how bytes are cut into writes
     seed: int = 0  # for random chunking
     # False: no HEARTBEAT of our own, so the link goes quiet once the captures
     # are out, like a half-open connection to a dead FreeSWITCH. Commands are
@@ -89,7 +84,7 @@ class _Frame:
     raw: bytes
     name: str | None  # Event-Name; None: not an event (garbage for tests), never filtered
     subclass: str | None  # Event-Subclass of a CUSTOM event
-    timestamp: float | None  # Event-Date-Timestamp in seconds, for pacing
+    stamp: float | None  # Event-Date-Timestamp in seconds, for pacing
 
 
 def _headers(block: bytes) -> dict[str, str]:
@@ -179,17 +174,13 @@ def heartbeat_frame(fmt: str, sequence: int) -> bytes:
     return b"Content-Length: %d\nContent-Type: %b\n\n%b" % (len(body), kind.encode(), body)
 
 
-class _Client:
-    """One TCP session. All writes go through one lock: frames never interleave."""
+class _Client(ReplayClient):
+    """One event-socket session; what it subscribed to adds up over ``event`` commands."""
 
     def __init__(
         self, writer: asyncio.StreamWriter, cut: Callable[[bytes], Iterator[bytes]]
     ) -> None:
-        self._writer = writer
-        self._cut = cut
-        self._lock = asyncio.Lock()
-        self._pause = cut is not _whole
-        self.authenticated = False
+        super().__init__(writer, cut)
         self.format: str | None = None  # set by the first `event` command
         self.names: set[str] = set()
         self.subclasses: set[str] = set()
@@ -215,122 +206,44 @@ class _Client:
             else:
                 self.names.add(word.upper())
 
-    async def send(self, data: bytes) -> bool:
-        """Write ``data``; False if the connection is gone."""
-        async with self._lock:
-            for chunk in self._cut(data):
-                if self._writer.is_closing():
-                    return False
-                self._writer.write(chunk)
-                try:
-                    await self._writer.drain()
-                except ConnectionError:
-                    return False
-                if self._pause:
-                    # Two loop turns: a peer in this process reads each chunk
-                    # on its own (one turn lets two chunks pile up).
-                    await asyncio.sleep(0)
-                    await asyncio.sleep(0)
-        return True
 
-    def drop(self) -> None:
-        self._writer.transport.abort()
-
-
-def _whole(data: bytes) -> Iterator[bytes]:
-    yield data
-
-
-def _bytewise(data: bytes) -> Iterator[bytes]:
-    for i in range(len(data)):
-        yield data[i : i + 1]
-
-
-class EslSimulator:
+class EslSimulator(ReplayServer[EslSimulatorOptions, _Frame, _Client]):
     """A fake FreeSWITCH event socket replaying ``captures``. See the module docstring."""
+
+    _REQUEST_END = b"\n\n"
 
     def __init__(
         self, captures: Sequence[bytes], options: EslSimulatorOptions | None = None
     ) -> None:
-        self.options = options if options is not None else EslSimulatorOptions()
-        self._frames: list[_Frame] = [f for c in captures for f in split_capture(c)]
-        self._cursor = 0
-        self._clock: float | None = None  # capture time of the last paced frame
-        self._random = random.Random(self.options.seed)
-        self._server: asyncio.Server | None = None
-        self._clients: set[_Client] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._streamer: asyncio.Task[None] | None = None
+        super().__init__(captures, options if options is not None else EslSimulatorOptions())
         self._beater: asyncio.Task[None] | None = None
-        self._more = asyncio.Event()
-        self._changed = asyncio.Condition()
-        self.streamed = asyncio.Event()
         self.connections = 0
-        self.logins = 0
-        self.login_attempts = 0
         self.subscriptions = 0
         self.resyncs = 0  # `api show channels as json` answered
         self.heartbeats_sent = 0  # beats that reached at least one client
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("simulator not started")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port)
+        await super().start(host, port)
         if self.options.heartbeats:
             self._beater = asyncio.create_task(self._beat())
 
-    async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in (self._streamer, self._beater):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        # Python 3.11's start_server logs an error for a cancelled handler
-        # task, so end the sessions by closing their sockets instead.
-        for client in list(self._clients):
-            client.drop()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
-        if self._server is not None:
-            await self._server.wait_closed()
+    def _background(self) -> list[asyncio.Task[None] | None]:
+        return [*super()._background(), self._beater]
 
-    async def __aenter__(self) -> EslSimulator:
-        if self._server is None:
-            await self.start()
-        return self
+    def _split(self, capture: bytes) -> list[_Frame]:
+        return split_capture(capture)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    def _new_client(
+        self, writer: asyncio.StreamWriter, cut: Callable[[bytes], Iterator[bytes]]
+    ) -> _Client:
+        return _Client(writer, cut)
 
-    def feed(self, capture: bytes) -> None:
-        """Append a capture (or raw bytes) to the stream."""
-        self._frames.extend(split_capture(capture))
-        self.streamed.clear()
-        self._more.set()
+    def _wants(self, client: _Client, frame: _Frame) -> bool:
+        return client.wants(frame)
 
-    async def restart(self, *, announce: bool = True) -> None:
-        """Drop every client now, like a FreeSWITCH restart; keep listening.
-
-        ``announce`` sends each logged-in client a ``text/disconnect-notice``
-        first, as FreeSWITCH does on shutdown. The stream goes on from where
-        it was: what falls due before a client subscribes again is lost.
-        """
-        for client in list(self._clients):
-            if announce and client.authenticated:
-                await client.send(DISCONNECT_NOTICE_FRAME)
-            client.drop()
+    def _farewell(self, client: _Client) -> bytes | None:
+        # What FreeSWITCH sends each logged-in listener on shutdown.
+        return DISCONNECT_NOTICE_FRAME if client.authenticated else None
 
     async def notify_disconnect(self) -> None:
         """Send every logged-in client a disconnect-notice but keep its socket open.
@@ -342,61 +255,17 @@ class EslSimulator:
             if client.authenticated:
                 await client.send(DISCONNECT_NOTICE_FRAME)
 
-    async def until(self, predicate: Callable[[EslSimulator], bool]) -> None:
-        """Wait until ``predicate(self)`` holds; re-checked on every connection, command or beat."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: predicate(self))
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    def _cutter(self) -> Callable[[bytes], Iterator[bytes]]:
-        if self.options.chunking == "byte":
-            return _bytewise
-
-        if self.options.chunking == "random":
-
-            def cut(data: bytes) -> Iterator[bytes]:
-                start = 0
-                while start < len(data):
-                    end = start + self._random.randint(1, _RANDOM_CHUNK_MAX)
-                    yield data[start:end]
-                    start = end
-
-            return cut
-        return _whole
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        client = _Client(writer, self._cutter())
-        self._clients.add(client)
+    async def _greet(self, client: _Client) -> bool:
         self.connections += 1
         await self._notify()
-        try:
-            if self.options.reject_acl:
-                await client.send(RUDE_REJECTION_FRAME)
-                return
-            if not await client.send(AUTH_REQUEST_FRAME):
-                return
-            while True:
-                try:
-                    raw = await reader.readuntil(b"\n\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
-                command = raw.decode("utf-8", "replace").strip().split("\n")[0].strip()
-                if not await self._answer(client, command):
-                    return
-        finally:
-            self._clients.discard(client)
-            client.drop()
-            writer.close()
-            self._tasks.discard(task)
+        if self.options.reject_acl:
+            await client.send(RUDE_REJECTION_FRAME)
+            return False
+        return await client.send(AUTH_REQUEST_FRAME)
 
-    async def _answer(self, client: _Client, command: str) -> bool:
+    async def _answer(self, client: _Client, raw: bytes) -> bool:
         """Answer one command; False closes the session."""
+        command = raw.decode("utf-8", "replace").strip().split("\n")[0].strip()
         verb, _, rest = command.partition(" ")
         verb = verb.lower()
         if verb == "auth":
@@ -433,8 +302,7 @@ class EslSimulator:
             return False
         client.subscribe(fmt, words[1:])
         self.subscriptions += 1
-        if self._streamer is None:
-            self._streamer = asyncio.create_task(self._stream())
+        self._start_stream()
         await self._notify()
         return True
 
@@ -447,31 +315,6 @@ class EslSimulator:
             return _api_response(self.options.channels_json)
         name = command.split(" ")[0]
         return _api_response(f"-ERR {name} Command not found!\n")
-
-    async def _stream(self) -> None:
-        while True:
-            while self._cursor < len(self._frames):
-                frame = self._frames[self._cursor]
-                await self._pace(frame)
-                for client in list(self._clients):
-                    if client.wants(frame):
-                        await client.send(frame.raw)
-                self._cursor += 1
-            self.streamed.set()
-            if self.options.close_after_stream:
-                for client in list(self._clients):
-                    client.drop()
-            self._more.clear()
-            await self._more.wait()
-
-    async def _pace(self, frame: _Frame) -> None:
-        if self.options.speed <= 0 or frame.timestamp is None:
-            return
-        if self._clock is not None and frame.timestamp > self._clock:
-            delta = min(frame.timestamp - self._clock, _MAX_PACE_WAIT)
-            await asyncio.sleep(delta / self.options.speed)
-        if self._clock is None or frame.timestamp > self._clock:
-            self._clock = frame.timestamp
 
     async def _beat(self) -> None:
         beat = _Frame(b"", "HEARTBEAT", None, None)
@@ -490,11 +333,4 @@ class EslSimulator:
 
 def bundled_esl_captures() -> list[tuple[str, bytes]]:
     """The demo ESL captures shipped in ``textback/data/captures``, sorted by name."""
-    root = importlib.resources.files("textback").joinpath("data", "captures")
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        return sorted(
-            (entry.name, entry.read_bytes())
-            for entry in root.iterdir()
-            if entry.name.endswith(".esl") and entry.is_file()
-        )
-    return []
+    return bundled(".esl")

@@ -15,17 +15,14 @@ the capture; only the cut into TCP writes (``chunking``) and the pacing vary.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib.resources
-import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Final, Literal
+from typing import Final
 
 from textback.pbx.ami_proto import BANNER_PREFIX, epoch_of_uniqueid
+from textback.replayserver import Chunking, ReplayClient, ReplayServer, bundled
 
 DEFAULT_BANNER: Final = b"Asterisk Call Manager/9.0.0\r\n"
 # What Asterisk sends its sessions on `core restart now`.
@@ -33,8 +30,6 @@ SHUTDOWN_EVENT: Final = (
     b"Event: Shutdown\r\nPrivilege: system,all\r\nShutdown: Uncleanly\r\nRestart: True\r\n\r\n"
 )
 _FRAME_END = re.compile(rb"\r?\n\r?\n")
-_MAX_PACE_WAIT = 5.0  # seconds of capture time, before dividing by speed
-_RANDOM_CHUNK_MAX = 64
 _ALL_EVENTS = frozenset({"on", "yes", "true", "all", "1"})
 _NO_EVENTS = frozenset({"off", "no", "false", "0", ""})
 _SMS_ACTIONS: Final = {"donglesendsms": "dongle", "quectelsendsms": "quectel"}
@@ -48,7 +43,7 @@ class SimulatorOptions:
     username: str = "textback"
     secret: str = field(default="textback", repr=False)
     speed: float = 0.0  # 0 = as fast as possible; 1.0 = real time; 10 = ten times faster
-    chunking: Literal["whole", "byte", "random"] = "whole"  # how bytes are cut into writes
+    chunking: Chunking = "whole"  # how bytes are cut into writes
     seed: int = 0  # for random chunking
     # None = every class; else only events whose Privilege classes intersect,
     # as if manager.conf granted only these read classes.
@@ -68,7 +63,7 @@ class SimulatorOptions:
 class _Frame:
     raw: bytes
     classes: frozenset[str] | None  # None: no Privilege header, never filtered
-    epoch: float | None  # capture time of a Newchannel, for pacing
+    stamp: float | None  # capture time of a Newchannel, for pacing
 
 
 def _classes(value: str) -> frozenset[str]:
@@ -163,17 +158,13 @@ def _list_item(text: str, action_id: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-class _Client:
-    """One TCP session. All writes go through one lock: messages never interleave."""
+class _Client(ReplayClient):
+    """One AMI session; ``events`` is what its Login asked for."""
 
     def __init__(
         self, writer: asyncio.StreamWriter, cut: Callable[[bytes], Iterator[bytes]]
     ) -> None:
-        self._writer = writer
-        self._cut = cut
-        self._lock = asyncio.Lock()
-        self._pause = cut is not _whole
-        self.authenticated = False
+        super().__init__(writer, cut)
         self.events: frozenset[str] | None = frozenset()
 
     def wants(self, frame: _Frame, read_classes: frozenset[str] | None) -> bool:
@@ -183,169 +174,41 @@ class _Client:
             return False
         return self.events is None or bool(frame.classes & self.events)
 
-    async def send(self, data: bytes) -> bool:
-        """Write ``data``; False if the connection is gone."""
-        async with self._lock:
-            for chunk in self._cut(data):
-                if self._writer.is_closing():
-                    return False
-                self._writer.write(chunk)
-                try:
-                    await self._writer.drain()
-                except ConnectionError:
-                    return False
-                if self._pause:
-                    # Two loop turns: a peer in this process reads each chunk
-                    # on its own (one turn lets two chunks pile up).
-                    await asyncio.sleep(0)
-                    await asyncio.sleep(0)
-        return True
 
-    def drop(self) -> None:
-        self._writer.transport.abort()
-
-
-def _whole(data: bytes) -> Iterator[bytes]:
-    yield data
-
-
-def _bytewise(data: bytes) -> Iterator[bytes]:
-    for i in range(len(data)):
-        yield data[i : i + 1]
-
-
-class AmiSimulator:
+class AmiSimulator(ReplayServer[SimulatorOptions, _Frame, _Client]):
     """A fake Asterisk AMI server replaying ``captures``. See the module docstring."""
 
+    _REQUEST_END = b"\r\n\r\n"
+
     def __init__(self, captures: Sequence[bytes], options: SimulatorOptions | None = None) -> None:
-        self.options = options if options is not None else SimulatorOptions()
+        super().__init__(captures, options if options is not None else SimulatorOptions())
         self._banner = banner_of(captures)
-        self._frames: list[_Frame] = [f for c in captures for f in split_capture(c)]
-        self._cursor = 0
-        self._clock: float | None = None  # capture time of the last paced message
-        self._random = random.Random(self.options.seed)
-        self._server: asyncio.Server | None = None
-        self._clients: set[_Client] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._streamer: asyncio.Task[None] | None = None
-        self._more = asyncio.Event()
-        self._changed = asyncio.Condition()
-        self.streamed = asyncio.Event()
-        self.logins = 0
-        self.login_attempts = 0
         self.pings_answered = 0
         # Every DongleSendSMS / QuectelSendSMS received, as parsed: lower-case keys.
         self.sent_sms: list[dict[str, str]] = []
         self._sms_ids = 0
 
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("simulator not started")
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+    def _split(self, capture: bytes) -> list[_Frame]:
+        return split_capture(capture)
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port)
+    def _new_client(
+        self, writer: asyncio.StreamWriter, cut: Callable[[bytes], Iterator[bytes]]
+    ) -> _Client:
+        return _Client(writer, cut)
 
-    async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._streamer is not None:
-            self._streamer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._streamer
-        # Python 3.11's start_server logs an error for a cancelled handler
-        # task, so end the sessions by closing their sockets instead.
-        for client in list(self._clients):
-            client.drop()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
-        if self._server is not None:
-            await self._server.wait_closed()
+    def _wants(self, client: _Client, frame: _Frame) -> bool:
+        return client.authenticated and client.wants(frame, self.options.read_classes)
 
-    async def __aenter__(self) -> AmiSimulator:
-        if self._server is None:
-            await self.start()
-        return self
+    def _farewell(self, client: _Client) -> bytes | None:
+        # What Asterisk sends on `core restart now`, to those whose Login wants it.
+        return SHUTDOWN_EVENT if self._wants(client, _SHUTDOWN_FRAME) else None
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    async def _greet(self, client: _Client) -> bool:
+        return await client.send(self._banner)
 
-    def feed(self, capture: bytes) -> None:
-        """Append a capture (or raw bytes) to the stream."""
-        self._frames.extend(split_capture(capture))
-        self.streamed.clear()
-        self._more.set()
-
-    async def restart(self, *, announce: bool = True) -> None:
-        """Drop every client now, like ``core restart now``; keep listening.
-
-        ``announce`` sends ``Event: Shutdown`` first, as Asterisk does.
-        """
-        for client in list(self._clients):
-            if (
-                announce
-                and client.authenticated
-                and client.wants(_SHUTDOWN_FRAME, self.options.read_classes)
-            ):
-                await client.send(SHUTDOWN_EVENT)
-            client.drop()
-
-    async def until(self, predicate: Callable[[AmiSimulator], bool]) -> None:
-        """Wait until ``predicate(self)`` holds; re-checked on every login or ping."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: predicate(self))
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    def _cutter(self) -> Callable[[bytes], Iterator[bytes]]:
-        if self.options.chunking == "byte":
-            return _bytewise
-
-        if self.options.chunking == "random":
-
-            def cut(data: bytes) -> Iterator[bytes]:
-                start = 0
-                while start < len(data):
-                    end = start + self._random.randint(1, _RANDOM_CHUNK_MAX)
-                    yield data[start:end]
-                    start = end
-
-            return cut
-        return _whole
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        client = _Client(writer, self._cutter())
-        self._clients.add(client)
-        try:
-            if not await client.send(self._banner):
-                return
-            while True:
-                try:
-                    raw = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
-                if not await self._answer(client, _parse_action(raw)):
-                    return
-        finally:
-            self._clients.discard(client)
-            client.drop()
-            writer.close()
-            self._tasks.discard(task)
-
-    async def _answer(self, client: _Client, action: dict[str, str]) -> bool:
+    async def _answer(self, client: _Client, raw: bytes) -> bool:
         """Answer one action; False closes the session."""
+        action = _parse_action(raw)
         name = action.get("action", "").lower()
         action_id = action.get("actionid")
         if name == "login":
@@ -384,8 +247,7 @@ class AmiSimulator:
         client.events = parse_events_value(action.get("events"))
         client.authenticated = True
         self.logins += 1
-        if self._streamer is None:
-            self._streamer = asyncio.create_task(self._stream())
+        self._start_stream()
         await self._notify()
         return True
 
@@ -426,39 +288,7 @@ class AmiSimulator:
         parts.append(("\r\n".join(done) + "\r\n\r\n").encode())
         return b"".join(parts)
 
-    async def _stream(self) -> None:
-        while True:
-            while self._cursor < len(self._frames):
-                frame = self._frames[self._cursor]
-                await self._pace(frame)
-                for client in list(self._clients):
-                    if client.authenticated and client.wants(frame, self.options.read_classes):
-                        await client.send(frame.raw)
-                self._cursor += 1
-            self.streamed.set()
-            if self.options.close_after_stream:
-                for client in list(self._clients):
-                    client.drop()
-            self._more.clear()
-            await self._more.wait()
-
-    async def _pace(self, frame: _Frame) -> None:
-        if self.options.speed <= 0 or frame.epoch is None:
-            return
-        if self._clock is not None and frame.epoch > self._clock:
-            delta = min(frame.epoch - self._clock, _MAX_PACE_WAIT)
-            await asyncio.sleep(delta / self.options.speed)
-        if self._clock is None or frame.epoch > self._clock:
-            self._clock = frame.epoch
-
 
 def bundled_captures() -> list[tuple[str, bytes]]:
     """The demo captures shipped in ``textback/data/captures``, sorted by name."""
-    root = importlib.resources.files("textback").joinpath("data", "captures")
-    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        return sorted(
-            (entry.name, entry.read_bytes())
-            for entry in root.iterdir()
-            if entry.name.endswith(".ami") and entry.is_file()
-        )
-    return []
+    return bundled(".ami")
