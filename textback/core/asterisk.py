@@ -24,16 +24,17 @@ The rules, all drawn from real AMI streams:
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from fnmatch import fnmatchcase
 
 from textback.core.callerid import is_restricted_presentation, is_withheld_id
+from textback.core.deadlines import CallKind as _CallKind
+from textback.core.deadlines import CallTimers, decide
 from textback.core.hours import OpeningHours
 from textback.core.trunks import Trunk, TrunkMap
-from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
+from textback.core.verdict import CallNotice, CallVerdict, Reason
 
 AmiMessage = Mapping[str, str]
 
@@ -55,7 +56,6 @@ NON_PERSON_TECHS = frozenset(
         "Bridge",
     }
 )
-_TIMER_SLACK = 16
 _STATE_RING = 4
 _STATES_RANG_OUT = frozenset({3, 5, 6})  # Dialing, Ringing, Up: what an originated leg does
 _STATE_UP = 6
@@ -90,12 +90,6 @@ class _Kind(Enum):
     @property
     def is_person(self) -> bool:
         return self in (_Kind.PHONE, _Kind.TRUNK_LEG)
-
-
-class _CallKind(Enum):
-    INBOUND = "inbound"
-    INTERNAL = "internal"
-    OUTBOUND = "outbound"
 
 
 @dataclass(slots=True, eq=False)
@@ -157,7 +151,7 @@ class AmiCorrelator:
         self._channels: dict[str, _Channel] = {}
         self._calls: dict[str, _Call] = {}
         self._bridges: dict[str, dict[str, str]] = {}  # bridge id -> {uniqueid: channel name}
-        self._timers: list[tuple[float, str]] = []
+        self._timers = CallTimers(self._calls)
         self._notices: list[CallNotice] = []
         # Events we could not place (unknown channel, missing fields): counted, never raised.
         self.ignored_events = 0
@@ -234,13 +228,7 @@ class AmiCorrelator:
 
     def next_deadline(self) -> float | None:
         """When :meth:`on_timer` next has work, or None."""
-        while self._timers:
-            deadline, key = self._timers[0]
-            call = self._calls.get(key)
-            if call is not None and call.deadline == deadline:
-                return deadline
-            heapq.heappop(self._timers)
-        return None
+        return self._timers.next_deadline()
 
     def flush(self, now: float) -> list[CallVerdict]:
         """Decide everything now: the end of a replayed stream.
@@ -600,71 +588,31 @@ class AmiCorrelator:
         channel.bridge = None
 
     def _arm(self, call: _Call, deadline: float) -> None:
-        call.deadline = deadline
-        heapq.heappush(self._timers, (deadline, call.key))
+        self._timers.arm(call, deadline)
 
     def _settle(self, now: float) -> list[CallVerdict]:
         verdicts = []
-        while self._timers and self._timers[0][0] <= now:
-            deadline, key = heapq.heappop(self._timers)
-            call = self._calls.get(key)
-            if call is None or call.deadline != deadline:
-                continue
-            if call.ended_at is None:
-                call.blind = "no end of call seen within max_call_age_seconds"
-                call.ended_at = now
-            del self._calls[key]
+        for call in self._timers.pop_due(now):
             for channel in call.channels.values():
                 self._channels.pop(channel.uniqueid, None)
             verdicts.append(self._decide(call))
-        if len(self._timers) > 2 * len(self._calls) + _TIMER_SLACK:
-            # Superseded deadlines (a call's max age, once it ended) would
-            # otherwise pile up for hours: rebuild from the live calls.
-            self._timers = [(c.deadline, c.key) for c in self._calls.values()]
-            heapq.heapify(self._timers)
         return verdicts
 
     # -- the judgement -------------------------------------------------------------
 
     def _decide(self, call: _Call) -> CallVerdict:
-        verdict, reason = self._judge(call)
-        ended_at = call.ended_at if call.ended_at is not None else call.started_at
-        until = call.answered_at or call.pbx_answered_at or ended_at
-        note = call.blind if verdict is Verdict.UNKNOWN else ""
-        if not note and call.answered_outside and verdict is Verdict.MISSED:
-            note = f"answered outside the PBX on {call.answered_outside}"
-        return CallVerdict(
-            call_id=call.key,
+        return decide(
+            call,
             pbx=PBX,
-            trunk=call.trunk.name if call.trunk is not None else None,
-            verdict=verdict,
-            reason=reason,
-            caller_raw=call.caller_raw,
-            caller_name=call.caller_name,
+            missed_reason=lambda: self._missed_reason(call),
             anonymous=self._anonymous(call),
-            did=call.did,
-            started_at=call.started_at,
-            ended_at=ended_at,
-            answered_at=call.answered_at,
-            ring_seconds=max(0.0, until - call.started_at),
             voicemail_left=call.voicemail_left if call.voicemail else None,
-            note=note,
+            outside_note=f"answered outside the PBX on {call.answered_outside}",
         )
 
     @staticmethod
     def _anonymous(call: _Call) -> bool:
         return call.restricted or is_withheld_id(call.caller_raw)
-
-    def _judge(self, call: _Call) -> tuple[Verdict, Reason]:
-        if call.kind is _CallKind.INTERNAL:
-            return Verdict.IGNORED, Reason.INTERNAL
-        if call.kind is _CallKind.OUTBOUND:
-            return Verdict.IGNORED, Reason.OUTBOUND
-        if call.answered_at is not None:
-            return Verdict.ANSWERED, Reason.ANSWERED
-        if call.blind:
-            return Verdict.UNKNOWN, Reason.UNKNOWN
-        return Verdict.MISSED, self._missed_reason(call)
 
     def _missed_reason(self, call: _Call) -> Reason:
         hours = self.settings.hours

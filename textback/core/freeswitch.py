@@ -23,15 +23,16 @@ and reasons. The rules, from real FreeSWITCH 1.10 event streams:
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 from textback.core.callerid import is_withheld_id
+from textback.core.deadlines import CallKind as _CallKind
+from textback.core.deadlines import CallTimers, decide
 from textback.core.hours import OpeningHours
 from textback.core.trunks import Trunk, TrunkMap
-from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
+from textback.core.verdict import CallNotice, CallVerdict, Reason
 
 EslMessage = Mapping[str, str]
 
@@ -73,7 +74,6 @@ _OUTCOMES: tuple[tuple[frozenset[str], Reason], ...] = (
     ),
 )
 _CANCELLED = frozenset({"ORIGINATOR_CANCEL", "CANCEL"})
-_TIMER_SLACK = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,12 +94,6 @@ class _Kind(Enum):
     @property
     def is_person(self) -> bool:
         return self in (_Kind.PHONE, _Kind.PERSON, _Kind.TRUNK_LEG)
-
-
-class _CallKind(Enum):
-    INBOUND = "inbound"
-    INTERNAL = "internal"
-    OUTBOUND = "outbound"
 
 
 @dataclass(slots=True, eq=False)
@@ -162,7 +156,7 @@ class FsCorrelator:
         self._legs: dict[str, _Leg] = {}
         self._calls: dict[str, _Call] = {}
         self._edges: dict[str, set[str]] = {}
-        self._timers: list[tuple[float, str]] = []
+        self._timers = CallTimers(self._calls)
         self._notices: list[CallNotice] = []
         self.ignored_events = 0
 
@@ -216,13 +210,7 @@ class FsCorrelator:
         return self._settle(now)
 
     def next_deadline(self) -> float | None:
-        while self._timers:
-            deadline, key = self._timers[0]
-            call = self._calls.get(key)
-            if call is not None and call.deadline == deadline:
-                return deadline
-            heapq.heappop(self._timers)
-        return None
+        return self._timers.next_deadline()
 
     def flush(self, now: float) -> list[CallVerdict]:
         """The end of a replayed stream: decide every call still open as unknown."""
@@ -442,25 +430,10 @@ class FsCorrelator:
     # -- deciding ----------------------------------------------------------------------
 
     def _arm(self, call: _Call, deadline: float) -> None:
-        call.deadline = deadline
-        heapq.heappush(self._timers, (deadline, call.key))
+        self._timers.arm(call, deadline)
 
     def _settle(self, now: float) -> list[CallVerdict]:
-        verdicts = []
-        while self._timers and self._timers[0][0] <= now:
-            deadline, key = heapq.heappop(self._timers)
-            call = self._calls.get(key)
-            if call is None or call.deadline != deadline:
-                continue
-            if call.ended_at is None:
-                call.blind = "no end of call seen within max_call_age_seconds"
-                call.ended_at = now
-            del self._calls[key]
-            if not call.absorbed:
-                verdicts.append(self._decide(call))
-        if len(self._timers) > 2 * len(self._calls) + _TIMER_SLACK:
-            self._timers = [(c.deadline, c.key) for c in self._calls.values()]
-            heapq.heapify(self._timers)
+        verdicts = [self._decide(c) for c in self._timers.pop_due(now) if not c.absorbed]
         if len(self._legs) > 8 * len(self._calls) + 64:
             self._forget_stale_legs(now)
         return verdicts
@@ -476,28 +449,13 @@ class FsCorrelator:
             self._destroy(uuid)
 
     def _decide(self, call: _Call) -> CallVerdict:
-        verdict, reason = self._judge(call)
-        ended_at = call.ended_at if call.ended_at is not None else call.started_at
-        until = call.answered_at or call.pbx_answered_at or ended_at
-        note = call.blind if verdict is Verdict.UNKNOWN else ""
-        if not note and call.answered_outside and verdict is Verdict.MISSED:
-            note = "answered outside the PBX, through a gateway"
-        return CallVerdict(
-            call_id=call.key,
+        return decide(
+            call,
             pbx=PBX,
-            trunk=call.trunk.name if call.trunk is not None else None,
-            verdict=verdict,
-            reason=reason,
-            caller_raw=call.caller_raw,
-            caller_name=call.caller_name,
+            missed_reason=lambda: self._missed_reason(call),
             anonymous=self._anonymous(call),
-            did=call.did,
-            started_at=call.started_at,
-            ended_at=ended_at,
-            answered_at=call.answered_at,
-            ring_seconds=max(0.0, until - call.started_at),
             voicemail_left=self._message_left(call) if self._voicemail(call) else None,
-            note=note,
+            outside_note="answered outside the PBX, through a gateway",
         )
 
     @staticmethod
@@ -517,17 +475,6 @@ class FsCorrelator:
             end.get("variable_last_app"),
             end.get("variable_current_application"),
         )
-
-    def _judge(self, call: _Call) -> tuple[Verdict, Reason]:
-        if call.kind is _CallKind.INTERNAL:
-            return Verdict.IGNORED, Reason.INTERNAL
-        if call.kind is _CallKind.OUTBOUND:
-            return Verdict.IGNORED, Reason.OUTBOUND
-        if call.answered_at is not None:
-            return Verdict.ANSWERED, Reason.ANSWERED
-        if call.blind:
-            return Verdict.UNKNOWN, Reason.UNKNOWN
-        return Verdict.MISSED, self._missed_reason(call)
 
     def _missed_reason(self, call: _Call) -> Reason:
         end = call.end

@@ -29,7 +29,6 @@ consumer stalled for a minute holds at most a few tens of MB.
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import random
 from collections import deque
@@ -43,7 +42,7 @@ from panoramisk.message import Message
 
 from textback.errors import PbxError
 from textback.pbx.ami_proto import AmiFramer, AmiMessage
-from textback.pbx.backoff import Backoff
+from textback.pbx.link import LinkKeeper, LinkLost, Outcome, describe_error
 
 log = structlog.get_logger(__name__)
 
@@ -114,24 +113,6 @@ class AmiLinkDown:
 SourceItem = AmiEvent | AmiResync | AmiLinkDown
 
 
-class _LinkLost(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Outcome(enum.Enum):
-    FAILED = "failed"  # never logged in: back off further
-    REFUSED = "refused"  # Login refused: wait auth_retry
-    WAS_UP = "was_up"  # logged in, then lost: back off from the start
-
-
-class _State(enum.Enum):
-    UNKNOWN = "unknown"
-    UP = "up"
-    DOWN = "down"
-
-
 def _as_dict(message: Any) -> AmiMessage:
     """Our dict behind a panoramisk Message (see _Protocol._route)."""
     original: AmiMessage | None = vars(message).get(_ORIGINAL)
@@ -141,15 +122,11 @@ def _as_dict(message: Any) -> AmiMessage:
     return original
 
 
-def _text(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
-
-
 def _describe_loss(exc: object) -> str:
     if exc is None:
         return "connection closed by the PBX"
     if isinstance(exc, BaseException):
-        return f"connection lost: {_text(exc)}"
+        return f"connection lost: {describe_error(exc)}"
     return "PBX shut down"
 
 
@@ -246,17 +223,14 @@ class AmiSource:
 
     def __init__(self, settings: AmiSettings, *, rng: random.Random | None = None) -> None:
         self._settings = settings
-        self._backoff = Backoff(
-            settings.reconnect_min,
-            settings.reconnect_max,
-            rng if rng is not None else random.Random(),
+        self._keeper: LinkKeeper[AmiMessage, SourceItem] = LinkKeeper(
+            settings,
+            prefix="ami",
+            rng=rng,
+            log=log,
+            event=AmiEvent,
+            link_down=AmiLinkDown,
         )
-        self._queue: asyncio.Queue[SourceItem] = asyncio.Queue()
-        self._held: list[AmiMessage] | None = None
-        self._state = _State.UNKNOWN
-        self._refusal_logged = False
-        self._connected = False
-        self._logins = 0
         self._banner: str | None = None
         self._live: tuple[_Protocol, _Link] | None = None  # the logged-in session
         self._action_ids = itertools.count(1)
@@ -264,12 +238,12 @@ class AmiSource:
     @property
     def connected(self) -> bool:
         """Logged in right now."""
-        return self._connected
+        return self._keeper.connected
 
     @property
     def logins(self) -> int:
         """Successful logins so far."""
-        return self._logins
+        return self._keeper.logins
 
     @property
     def banner(self) -> str | None:
@@ -324,65 +298,52 @@ class AmiSource:
 
     async def next_item(self) -> SourceItem:
         """The next item, in order. Safe to cancel: nothing is lost."""
-        return await self._queue.get()
+        return await self._keeper.next_item()
 
     async def run(self) -> None:
         """Connect, log in, resync and read; reconnect forever. Ends only by cancellation."""
-        while True:
-            outcome = await self._session()
-            if outcome is _Outcome.REFUSED:
-                delay = self._settings.auth_retry
-            else:
-                if outcome is _Outcome.WAS_UP:
-                    self._backoff.reset()
-                delay = self._backoff.next()
-            log.debug("ami_reconnect_scheduled", delay=round(delay, 3))
-            await asyncio.sleep(delay)
+        await self._keeper.run(self._session)
 
-    async def _session(self) -> _Outcome:
+    async def _session(self) -> tuple[Outcome, str]:
         s = self._settings
-        link = _Link(self._on_event)
-        self._held = []
+        link = _Link(self._keeper.deliver)
+        self._keeper.hold()
         try:
             async with asyncio.timeout(s.connect_timeout):
                 _, protocol = await asyncio.get_running_loop().create_connection(
                     lambda: _Protocol(link), s.host, s.port
                 )
         except (OSError, TimeoutError) as exc:
-            self._held = None
-            self._went_down(f"cannot connect to {s.host}:{s.port}: {_text(exc)}")
-            return _Outcome.FAILED
+            self._keeper.drop_held()
+            return Outcome.FAILED, f"cannot connect to {s.host}:{s.port}: {describe_error(exc)}"
         assert isinstance(protocol, _Protocol)
         try:
-            outcome, reason = await self._converse(protocol, link)
+            return await self._converse(protocol, link)
         finally:
             self._live = None
             protocol.abort("session ended")
-            self._connected = False
-            self._release_held()
-        if outcome is not _Outcome.REFUSED:
-            self._went_down(reason)
-        return outcome
+            self._keeper.end_session()
 
-    async def _converse(self, protocol: _Protocol, link: _Link) -> tuple[_Outcome, str]:
+    async def _converse(self, protocol: _Protocol, link: _Link) -> tuple[Outcome, str]:
         s = self._settings
         login = {"Action": "Login", "Username": s.username, "Secret": s.secret, "Events": s.events}
         try:
             reply = await self._request(protocol, link, login, s.connect_timeout, "Login")
-        except _LinkLost as lost:
-            return _Outcome.FAILED, lost.reason
+        except LinkLost as lost:
+            return Outcome.FAILED, lost.reason
         first = _replies(reply)[0]
         if first.get("Response") != "Success":
             self._refused(first)
-            return _Outcome.REFUSED, "login refused"
+            return Outcome.REFUSED, "login refused"
         self._live = (protocol, link)
-        self._went_up(protocol.banner)
+        self._banner = protocol.banner
+        self._keeper.went_up(user=s.username, banner=self._banner)
         try:
             await self._resync(protocol, link)
             await self._keep_alive(protocol, link)
-        except _LinkLost as lost:
-            return _Outcome.WAS_UP, lost.reason
-        raise AssertionError("unreachable: the keep-alive loop only ends by _LinkLost")
+        except LinkLost as lost:
+            return Outcome.WAS_UP, lost.reason
+        raise AssertionError("unreachable: the keep-alive loop only ends by LinkLost")
 
     async def _resync(self, protocol: _Protocol, link: _Link) -> None:
         s = self._settings
@@ -393,7 +354,7 @@ class AmiSource:
         if replies[0].get("Response") == "Success":
             channels = [m for m in replies if m.get("Event") == "CoreShowChannel"]
             log.debug("ami_resynced", channels=len(channels))
-            self._queue.put_nowait(AmiResync(channels))
+            self._keeper.put(AmiResync(channels))
         else:
             log.warning(
                 "ami_resync_refused",
@@ -402,14 +363,14 @@ class AmiSource:
                 message=replies[0].get("Message", ""),
                 hint=RESYNC_HINT,
             )
-        self._release_held()
+        self._keeper.release_held()
 
     async def _keep_alive(self, protocol: _Protocol, link: _Link) -> None:
         s = self._settings
         while True:
             await asyncio.wait({link.lost}, timeout=s.ping_interval)
             if link.lost.done():
-                raise _LinkLost(link.lost.result())
+                raise LinkLost(link.lost.result())
             await self._request(protocol, link, {"Action": "Ping"}, s.ping_timeout, "Ping")
 
     async def _request(
@@ -420,9 +381,9 @@ class AmiSource:
         patience: float,
         what: str,
     ) -> object:
-        """Send an action and wait for its reply; raise _LinkLost if none comes."""
+        """Send an action and wait for its reply; raise LinkLost if none comes."""
         if link.lost.done():
-            raise _LinkLost(link.lost.result())
+            raise LinkLost(link.lost.result())
         reply = protocol.send_action(fields)
         await asyncio.wait(
             {reply, link.lost}, timeout=patience, return_when=asyncio.FIRST_COMPLETED
@@ -432,52 +393,18 @@ class AmiSource:
             return result
         reply.cancel()
         if link.lost.done():
-            raise _LinkLost(link.lost.result())
+            raise LinkLost(link.lost.result())
         reason = f"no reply to {what} within {patience:g} s"
         protocol.abort(reason)
-        raise _LinkLost(reason)
-
-    def _on_event(self, message: AmiMessage) -> None:
-        if self._held is not None:
-            self._held.append(message)
-        else:
-            self._queue.put_nowait(AmiEvent(message))
-
-    def _release_held(self) -> None:
-        held, self._held = self._held or [], None
-        for message in held:
-            self._queue.put_nowait(AmiEvent(message))
-
-    def _went_up(self, banner: str | None) -> None:
-        s = self._settings
-        self._connected = True
-        self._logins += 1
-        self._banner = banner
-        self._state = _State.UP
-        self._refusal_logged = False
-        self._backoff.reset()
-        log.info("ami_connected", host=s.host, port=s.port, user=s.username, banner=banner)
-
-    def _went_down(self, reason: str) -> None:
-        self._connected = False
-        if self._state is _State.DOWN:
-            log.debug("ami_retry_failed", reason=reason)
-            return
-        self._state = _State.DOWN
-        s = self._settings
-        log.warning("ami_disconnected", host=s.host, port=s.port, reason=reason)
-        self._queue.put_nowait(AmiLinkDown(reason))
+        raise LinkLost(reason)
 
     def _refused(self, reply: AmiMessage) -> None:
         s = self._settings
-        if self._state is not _State.DOWN:
-            self._state = _State.DOWN
-            self._queue.put_nowait(AmiLinkDown("login refused"))
+        first = self._keeper.refused("login refused", "login")
         fields = {"host": s.host, "user": s.username, "message": reply.get("Message", "")}
-        if self._refusal_logged:
+        if not first:
             log.debug("ami_login_refused_again", **fields)
             return
-        self._refusal_logged = True
         log.error("ami_login_refused", **fields, hint=AUTH_HINT)
 
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from textback.log import get_logger
-from textback.pbx.backoff import Backoff
 from textback.pbx.esl_proto import (
     API_RESPONSE,
     API_SHOW_CHANNELS,
@@ -51,6 +50,7 @@ from textback.pbx.esl_proto import (
     parse_show_channels,
     subscribe_command,
 )
+from textback.pbx.link import LinkKeeper, LinkLost, Outcome, describe_error
 
 log = get_logger(__name__)
 
@@ -110,31 +110,9 @@ class EslLinkDown:
 SourceItem = EslEvent | EslResync | EslLinkDown
 
 
-class _LinkLost(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class _Refusal(enum.Enum):
     PASSWORD = "password refused"
     ACL = "access denied by the event socket ACL"
-
-
-class _Outcome(enum.Enum):
-    FAILED = "failed"  # never logged in: back off further
-    REFUSED = "refused"  # password or ACL refused: wait auth_retry
-    WAS_UP = "was_up"  # logged in, then lost: back off from the start
-
-
-class _State(enum.Enum):
-    UNKNOWN = "unknown"
-    UP = "up"
-    DOWN = "down"
-
-
-def _text(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 class _Link:
@@ -147,17 +125,17 @@ class _Link:
         self._frames: deque[EslFrame] = deque()
 
     async def frame(self, patience: float, missing: str) -> EslFrame:
-        """The next frame; _LinkLost if the peer closes or sends no byte for ``patience``."""
+        """The next frame; LinkLost if the peer closes or sends no byte for ``patience``."""
         while not self._frames:
             try:
                 async with asyncio.timeout(patience):
                     data = await self._reader.read(_READ_SIZE)
             except TimeoutError:
-                raise _LinkLost(missing) from None
+                raise LinkLost(missing) from None
             except OSError as exc:
-                raise _LinkLost(f"connection lost: {_text(exc)}") from None
+                raise LinkLost(f"connection lost: {describe_error(exc)}") from None
             if not data:
-                raise _LinkLost("connection closed by the PBX")
+                raise LinkLost("connection closed by the PBX")
             frames, problems = self._framer.receive_data(data)
             for problem in problems:
                 # The reason only: an excerpt could hold a caller's number.
@@ -171,9 +149,9 @@ class _Link:
             async with asyncio.timeout(patience):
                 await self._writer.drain()
         except TimeoutError:
-            raise _LinkLost(f"the PBX accepts no data for {patience:g} s") from None
+            raise LinkLost(f"the PBX accepts no data for {patience:g} s") from None
         except OSError as exc:
-            raise _LinkLost(f"connection lost: {_text(exc)}") from None
+            raise LinkLost(f"connection lost: {describe_error(exc)}") from None
 
     def abort(self) -> None:
         self._writer.transport.abort()
@@ -184,79 +162,62 @@ class EslSource:
 
     def __init__(self, settings: EslSettings, *, rng: random.Random | None = None) -> None:
         self._settings = settings
-        self._backoff = Backoff(
-            settings.reconnect_min,
-            settings.reconnect_max,
-            rng if rng is not None else random.Random(),
+        self._keeper: LinkKeeper[EslMessage, SourceItem] = LinkKeeper(
+            settings,
+            prefix="esl",
+            rng=rng,
+            log=log,
+            event=EslEvent,
+            link_down=EslLinkDown,
         )
-        self._queue: asyncio.Queue[SourceItem] = asyncio.Queue()
-        self._held: list[EslMessage] | None = None
-        self._state = _State.UNKNOWN
-        self._refusal_logged: _Refusal | None = None
-        self._connected = False
-        self._logins = 0
 
     @property
     def connected(self) -> bool:
         """Logged in and subscribed right now."""
-        return self._connected
+        return self._keeper.connected
 
     @property
     def logins(self) -> int:
         """Successful logins (auth accepted and events subscribed) so far."""
-        return self._logins
+        return self._keeper.logins
 
     async def next_item(self) -> SourceItem:
         """The next item, in order. Safe to cancel: nothing is lost."""
-        return await self._queue.get()
+        return await self._keeper.next_item()
 
     async def run(self) -> None:
         """Log in, subscribe, resync and read; reconnect forever. Ends only by cancellation."""
-        while True:
-            outcome = await self._session()
-            if outcome is _Outcome.REFUSED:
-                delay = self._settings.auth_retry
-            else:
-                if outcome is _Outcome.WAS_UP:
-                    self._backoff.reset()
-                delay = self._backoff.next()
-            log.debug("esl_reconnect_scheduled", delay=round(delay, 3))
-            await asyncio.sleep(delay)
+        await self._keeper.run(self._session)
 
-    async def _session(self) -> _Outcome:
+    async def _session(self) -> tuple[Outcome, str]:
         s = self._settings
         try:
             async with asyncio.timeout(s.connect_timeout):
                 reader, writer = await asyncio.open_connection(s.host, s.port)
         except (OSError, TimeoutError) as exc:
-            self._went_down(f"cannot connect to {s.host}:{s.port}: {_text(exc)}")
-            return _Outcome.FAILED
+            return Outcome.FAILED, f"cannot connect to {s.host}:{s.port}: {describe_error(exc)}"
         link = _Link(reader, writer)
         try:
-            outcome, reason = await self._converse(link)
+            return await self._converse(link)
         finally:
             link.abort()
-            self._connected = False
-            self._release_held()
-        if outcome is not _Outcome.REFUSED:
-            self._went_down(reason)
-        return outcome
+            self._keeper.end_session()
 
-    async def _converse(self, link: _Link) -> tuple[_Outcome, str]:
+    async def _converse(self, link: _Link) -> tuple[Outcome, str]:
         try:
             refusal = await self._log_in(link)
-        except _LinkLost as lost:
-            return _Outcome.FAILED, lost.reason
+        except LinkLost as lost:
+            return Outcome.FAILED, lost.reason
         if refusal is not None:
             self._refused(refusal)
-            return _Outcome.REFUSED, refusal.value
-        self._went_up()
+            return Outcome.REFUSED, refusal.value
+        self._keeper.went_up(events_format=self._settings.events_format)
         try:
             await self._resync(link)
             await self._read_forever(link)
-        except _LinkLost as lost:
-            return _Outcome.WAS_UP, lost.reason
-        raise AssertionError("unreachable: the read loop only ends by _LinkLost")
+        except LinkLost as lost:
+            return Outcome.WAS_UP, lost.reason
+        raise AssertionError("unreachable: the read loop only ends by LinkLost")
 
     async def _log_in(self, link: _Link) -> _Refusal | None:
         """Authenticate and subscribe. Events after the subscription are held."""
@@ -267,18 +228,18 @@ class EslSource:
         if hello.content_type == RUDE_REJECTION:
             return _Refusal.ACL
         if hello.content_type != AUTH_REQUEST:
-            raise _LinkLost(f"not a FreeSWITCH event socket (first frame {hello.content_type!r})")
+            raise LinkLost(f"not a FreeSWITCH event socket (first frame {hello.content_type!r})")
         await link.send(auth_command(s.password), s.connect_timeout)
         reply = await self._reply(link, "auth")
         if reply.startswith("-ERR"):
             return _Refusal.PASSWORD
         if not reply.startswith("+OK"):
-            raise _LinkLost(f"unexpected reply to auth: {reply!r}")
-        self._held = []
+            raise LinkLost(f"unexpected reply to auth: {reply!r}")
+        self._keeper.hold()
         await link.send(subscribe_command(s.events_format), s.connect_timeout)
         reply = await self._reply(link, "event")
         if not reply.startswith("+OK"):
-            raise _LinkLost(f"event subscription refused: {reply!r}")
+            raise LinkLost(f"event subscription refused: {reply!r}")
         return None
 
     async def _reply(self, link: _Link, command: str) -> str:
@@ -287,9 +248,9 @@ class EslSource:
             self._settings.connect_timeout, f"no reply to {command} from the PBX"
         )
         if frame.content_type == DISCONNECT_NOTICE:
-            raise _LinkLost(f"the PBX hung up after {command}")
+            raise LinkLost(f"the PBX hung up after {command}")
         if frame.content_type != COMMAND_REPLY:
-            raise _LinkLost(f"unexpected {frame.content_type!r} in reply to {command}")
+            raise LinkLost(f"unexpected {frame.content_type!r} in reply to {command}")
         return frame.reply_text
 
     async def _resync(self, link: _Link) -> None:
@@ -305,7 +266,7 @@ class EslSource:
                         break
                     self._dispatch(frame)
         except TimeoutError:
-            raise _LinkLost(missing) from None
+            raise LinkLost(missing) from None
         rows = parse_show_channels(frame.body)
         if rows is None:
             first_line = frame.text().partition("\n")[0]
@@ -316,8 +277,8 @@ class EslSource:
             )
         else:
             log.debug("esl_resynced", channels=len(rows))
-            self._queue.put_nowait(EslResync(rows))
-        self._release_held()
+            self._keeper.put(EslResync(rows))
+        self._keeper.release_held()
 
     async def _read_forever(self, link: _Link) -> None:
         silence = f"no data from the PBX for {self._settings.heartbeat_timeout:g} s (no HEARTBEAT)"
@@ -330,52 +291,22 @@ class EslSource:
             message = decode_event(frame)
             if message is None:
                 log.warning("esl_frame_problem", reason="event frame without a readable event")
-            elif self._held is not None:
-                self._held.append(message)
             else:
-                self._queue.put_nowait(EslEvent(message))
+                self._keeper.deliver(message)
             return
         if kind == DISCONNECT_NOTICE:
             # FreeSWITCH is shutting down, or dropped us for falling behind.
             log.info("esl_disconnect_notice", notice=frame.text().partition("\n")[0][:80])
-            raise _LinkLost("the PBX sent a disconnect-notice")
+            raise LinkLost("the PBX sent a disconnect-notice")
         if kind == RUDE_REJECTION:
-            raise _LinkLost("the PBX rejected the connection")
+            raise LinkLost("the PBX rejected the connection")
         log.debug("esl_unexpected_frame", content_type=kind)
-
-    def _release_held(self) -> None:
-        held, self._held = self._held or [], None
-        for message in held:
-            self._queue.put_nowait(EslEvent(message))
-
-    def _went_up(self) -> None:
-        s = self._settings
-        self._connected = True
-        self._logins += 1
-        self._state = _State.UP
-        self._refusal_logged = None
-        self._backoff.reset()
-        log.info("esl_connected", host=s.host, port=s.port, events_format=s.events_format)
-
-    def _went_down(self, reason: str) -> None:
-        self._connected = False
-        if self._state is _State.DOWN:
-            log.debug("esl_retry_failed", reason=reason)
-            return
-        self._state = _State.DOWN
-        s = self._settings
-        log.warning("esl_disconnected", host=s.host, port=s.port, reason=reason)
-        self._queue.put_nowait(EslLinkDown(reason))
 
     def _refused(self, refusal: _Refusal) -> None:
         s = self._settings
-        if self._state is not _State.DOWN:
-            self._state = _State.DOWN
-            self._queue.put_nowait(EslLinkDown(refusal.value))
-        if self._refusal_logged is refusal:
+        if not self._keeper.refused(refusal.value, refusal):
             log.debug("esl_login_refused_again", host=s.host, port=s.port, refusal=refusal.value)
             return
-        self._refusal_logged = refusal
         if refusal is _Refusal.PASSWORD:
             log.error("esl_login_refused", host=s.host, port=s.port, hint=AUTH_HINT)
         else:
