@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser("outbox", help="recent texts: state, attempts, reason")
     with_config(outbox)
     outbox.add_argument("--limit", type=int, default=30, help="how many rows (default 30)")
+    passwd = commands.add_parser(
+        "passwd", help="make a [[web.users]] entry for the inbox (asks for the password)"
+    )
+    passwd.add_argument("name", help="the login name, e.g. alice")
     demo = commands.add_parser(
         "demo", help="run the daemon against a built-in PBX simulator; texts shown on the console"
     )
@@ -92,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.config)
     if command == "replay":
         return _replay(args.config, args.captures, show_all=args.all)
+    if command == "passwd":
+        return _passwd(args.name)
     if command in ("send-test", "optout", "outbox"):
         return _admin(args)
     if command == "demo":
@@ -155,6 +161,32 @@ def _replay(path: Path, captures: Sequence[Path], *, show_all: bool) -> int:
             record = {**verdict_record(verdict, config.trunks), "capture": capture.name}
             print(json.dumps(record, ensure_ascii=False), flush=True)
     return status
+
+
+def _passwd(name: str) -> int:
+    import getpass
+
+    from textback.config_web import hash_password
+
+    if not name.strip() or any(c.isspace() or c == '"' for c in name):
+        print(f"{name!r}: a login name is one word, without quotes", file=sys.stderr)
+        return 2
+    # getpass reads the terminal; with a pipe (scripts, tests) read one line from stdin.
+    ask = (
+        getpass.getpass
+        if sys.stdin.isatty()
+        else (lambda prompt: sys.stdin.readline().rstrip("\n"))
+    )
+    first = ask(f"Password for {name}: ")
+    if sys.stdin.isatty() and ask("Again: ") != first:
+        print("The two passwords differ; nothing written.", file=sys.stderr)
+        return 1
+    if len(first) < 10:
+        print("Use at least 10 characters.", file=sys.stderr)
+        return 1
+    print("Add this to the [web] part of textback.toml, then restart textback:\n")
+    print(f'[[web.users]]\nname = "{name}"\npassword_hash = "{hash_password(first)}"')
+    return EX_OK
 
 
 def _admin(args: argparse.Namespace) -> int:

@@ -38,6 +38,16 @@ from textback.config_delivery import (
     templates_summary,
     timezone_problem,
 )
+from textback.config_web import (
+    NOTIFY_KEYS,
+    WEB_KEYS,
+    NotifyConfig,
+    WebConfig,
+    notify_summary,
+    read_notify,
+    read_web,
+    web_summary,
+)
 from textback.core.asterisk import CorrelatorSettings
 from textback.core.freeswitch import FsCorrelatorSettings
 from textback.core.hours import Interval, OpeningHours
@@ -145,6 +155,8 @@ class Config:
     # Advice that does not stop the daemon (template lengths, settings that may surprise), one
     # line each, for check-config to print.
     notices: tuple[str, ...] = ()
+    web: WebConfig | None = None  # None when there is no [web] table: no inbox, no webhooks
+    notify: NotifyConfig | None = None  # None when there is no [notify] table
 
     def correlator_settings(self) -> CorrelatorSettings:
         """What the call correlator needs from this file (AMI defaults when no [asterisk])."""
@@ -945,9 +957,15 @@ _TABLES: Final = (
     "templates",
     "sending",
     "gateway",
+    "web",
+    "notify",
 )
 # Where a key belongs when someone writes it above every [table] header, as a header.
 _KEY_HOMES: Final = {
+    # First, so that keys they share with the tables below (retry_base_seconds) point there;
+    # timeout is left out: every HTTP gateway has one too.
+    **dict.fromkeys(WEB_KEYS, "[web]"),
+    **dict.fromkeys((key for key in NOTIFY_KEYS if key != "timeout"), "[notify]"),
     **dict.fromkeys(("database", "log_format", "log_level"), "[daemon]"),
     **dict.fromkeys(("name", "link"), "[business]"),
     **dict.fromkeys(_FREESWITCH_KEYS, "[freeswitch]"),
@@ -1104,6 +1122,18 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
             'gateway.kind: "ami_modem" sends through Asterisk\'s manager interface, and this '
             "file talks to FreeSWITCH — pick an SMS provider (see the [gateway] examples)"
         )
+    web_table = optional_table("web")
+    web = (
+        None if web_table is None else read_web(problems, notices, web_table, base, require_secrets)
+    )
+    notify_table = optional_table("notify")
+    notify = (
+        None
+        if notify_table is None
+        else read_notify(
+            problems, notices, notify_table, base, require_secrets, web=web_table is not None
+        )
+    )
     if problems or gateway is None:
         raise ConfigError(problems)
     return Config(
@@ -1121,6 +1151,8 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         gateway=gateway,
         gateway_settings=gateway_settings(gateway_table),
         notices=tuple(notices),
+        web=web,
+        notify=notify,
     )
 
 
@@ -1137,6 +1169,8 @@ def summary(config: Config) -> list[str]:
         f"business: {business.name} ({link})",
         f"database: {daemon.database}",
         f"logging: level {daemon.log_level}, format {daemon.log_format}",
+        *web_summary(config.web),
+        *notify_summary(config.notify),
     ]
     ami, fs = config.asterisk, config.freeswitch
     if ami is None and fs is None:

@@ -1,9 +1,10 @@
-"""The textback database: one SQLite file holding the call log and the outbox.
+"""The textback database: one SQLite file holding the call log, the outbox and the inbox.
 
 IO shell over stdlib sqlite3. One connection, one writer: the daemon reaches it
 through :class:`Store`, whose single worker thread serialises every statement
-of both the call log (``store.calls``) and the outbox (``store.outbox``, see
-:mod:`textback.outbox`). Other processes work beside the running daemon: the
+of the call log (``store.calls``), the outbox (``store.outbox``, see
+:mod:`textback.outbox`) and the inbox (``store.inbox``, see
+:mod:`textback.inbox_store`). Other processes work beside the running daemon: the
 CLI through :func:`open_store` (opt-outs, the outbox listing), an admin's
 sqlite3 shell or :func:`open_reader` for reading. WAL and a busy timeout make
 that safe.
@@ -26,9 +27,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self, TypeVar
 
+from textback.core.keywords import Intent
 from textback.core.policy import History
 from textback.core.verdict import CallVerdict, Verdict
 from textback.errors import StoreError
+from textback.inbox_store import ConversationSummary, Dashboard, Inbox, Thread, migrate_3_inbox
 from textback.outbox import Outbox, OutboxRow, migrate_2_outbox
 
 _T = TypeVar("_T")
@@ -74,6 +77,7 @@ def _migrate_1_calls(conn: sqlite3.Connection) -> None:
 _MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _migrate_1_calls,
     migrate_2_outbox,
+    migrate_3_inbox,
 )
 
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
@@ -316,12 +320,13 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
 
 
 class SyncStore:
-    """The database with its call log and outbox, for one thread (the CLI, the demo, tests)."""
+    """The database with its call log, outbox and inbox, for one thread (CLI, demo, tests)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self.calls = CallLog(db)
         self.outbox = Outbox(db)
+        self.inbox = Inbox(db)
 
     @classmethod
     def open(cls, path: Path) -> SyncStore:
@@ -559,13 +564,92 @@ class AsyncOutbox:
         return await self._worker.run(functools.partial(self._outbox.get, row_id))
 
 
+class AsyncInbox:
+    """The daemon's inbox, on the store's worker thread: each method as :class:`Inbox`'s."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+        self._inbox = worker.store.inbox
+
+    async def add_inbound(
+        self,
+        *,
+        gateway: str,
+        provider_id: str,
+        sender: str,
+        recipient: str,
+        body: str,
+        intent: Intent | str,
+        urgent: bool,
+        now: float,
+    ) -> int | None:
+        return await self._worker.run(
+            functools.partial(
+                self._inbox.add_inbound,
+                gateway=gateway,
+                provider_id=provider_id,
+                sender=sender,
+                recipient=recipient,
+                body=body,
+                intent=intent,
+                urgent=urgent,
+                now=now,
+            )
+        )
+
+    async def add_reply(self, *, to: str, body: str, outbox_id: int, user: str, now: float) -> int:
+        return await self._worker.run(
+            functools.partial(
+                self._inbox.add_reply, to=to, body=body, outbox_id=outbox_id, user=user, now=now
+            )
+        )
+
+    async def record_receipt(
+        self,
+        *,
+        provider_id: str,
+        delivered: bool | None,
+        status: str,
+        error_code: str,
+        kind: str | None,
+        now: float,
+    ) -> int | None:
+        return await self._worker.run(
+            functools.partial(
+                self._inbox.record_receipt,
+                provider_id=provider_id,
+                delivered=delivered,
+                status=status,
+                error_code=error_code,
+                kind=kind,
+                now=now,
+            )
+        )
+
+    async def mark_handled(self, e164: str, user: str, now: float) -> bool:
+        return await self._worker.run(functools.partial(self._inbox.mark_handled, e164, user, now))
+
+    async def mark_seen(self, e164: str, now: float) -> None:
+        await self._worker.run(functools.partial(self._inbox.mark_seen, e164, now))
+
+    async def conversations(self, *, limit: int = 50) -> list[ConversationSummary]:
+        return await self._worker.run(functools.partial(self._inbox.conversations, limit=limit))
+
+    async def thread(self, e164: str) -> Thread | None:
+        return await self._worker.run(functools.partial(self._inbox.thread, e164))
+
+    async def dashboard(self, now: float, tz: str) -> Dashboard:
+        return await self._worker.run(functools.partial(self._inbox.dashboard, now, tz))
+
+
 class Store:
-    """The daemon's database: call log and outbox on one connection and one worker thread."""
+    """The daemon's database: call log, outbox and inbox on one connection and one thread."""
 
     def __init__(self, worker: _Worker) -> None:
         self._worker = worker
         self.calls = AsyncCallLog(worker)
         self.outbox = AsyncOutbox(worker)
+        self.inbox = AsyncInbox(worker)
 
     @classmethod
     async def open(cls, path: Path) -> Store:

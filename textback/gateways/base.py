@@ -116,3 +116,86 @@ class Gateway(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# -- replies and delivery receipts (webhooks) ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebhookRequest:
+    """One provider callback as received, before anything trusts it.
+
+    ``url`` is the public URL the provider called (``[web] public_url`` + path +
+    query), which is what signatures are computed over, not the address the
+    reverse proxy forwarded to us.
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]  # case-insensitive (a CIMultiDictProxy from aiohttp)
+    body: bytes
+    now: float  # Unix time of receipt, for timestamp windows
+
+
+class BadWebhook(TextbackError):
+    """A callback that is forged, stale or malformed. ``status`` is 403 or 400."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason  # for the security log; never echoed to the caller
+        super().__init__(f"{status}: {reason}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundSms:
+    provider_id: str  # the provider's message id: a retried delivery carries the same one
+    sender: str  # the texter's number, E.164 where the provider gives it
+    recipient: str  # our number it was sent to
+    body: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryReceipt:
+    provider_id: str  # the id our send got back (SendReceipt.provider_id)
+    delivered: bool | None  # True delivered, False failed/undelivered, None still on its way
+    status: str  # the provider's own word ("delivered", "undelivered", "failed", "sent"...)
+    error_code: str = ""
+    kind: FailureKind | None = None  # how the error code classifies, when it failed
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReply:
+    """What to answer the provider (Twilio wants empty TwiML, most want 200 and nothing)."""
+
+    status: int = 200
+    content_type: str = "text/plain"
+    body: bytes = b""
+
+
+class WebhookCapable(Protocol):
+    """What a gateway adds to take replies and receipts at /hooks/<kind>/inbound|status."""
+
+    # The provider itself answers STOP with a confirmation: we then send none.
+    provider_confirms_stop: bool
+
+    def verify(self, request: WebhookRequest) -> None:
+        """Raise :class:`BadWebhook` (403) unless the request is provably from the provider.
+
+        Pure: signature (HMAC, Ed25519, JWT) or secret URL token, timestamp windows.
+        """
+        ...
+
+    def parse_inbound(self, request: WebhookRequest) -> InboundSms | None:
+        """The reply in a verified inbound callback; None when it carries none.
+
+        Raises :class:`BadWebhook` (400) when the payload is malformed.
+        """
+        ...
+
+    def parse_status(self, request: WebhookRequest) -> DeliveryReceipt | None:
+        """The delivery receipt in a verified status callback; BadWebhook(400) if malformed."""
+        ...
+
+    def webhook_reply(self) -> WebhookReply:
+        """The answer the provider expects to a callback it delivered."""
+        ...

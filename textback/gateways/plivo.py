@@ -10,17 +10,47 @@ delivery report (``ErrorCode``); :func:`delivery_failure` maps those.
 
 Not idempotent: the Message API takes no idempotency key, so a request cut off
 after Plivo accepted it cannot be retried without risking a second text.
+
+Replies and delivery reports: Plivo calls the number's application (message URL:
+``From``, ``To``, ``Text``, ``MessageUUID``) and ``status_callback``
+(``MessageUUID``, ``Status``, ``ErrorCode``) with a form POST (a GET or a JSON
+body is read too). Each carries ``X-Plivo-Signature-V3``, checked by
+:func:`signature_v3` as plivo-python's ``validate_v3_signature`` does it:
+base64 HMAC-SHA256, keyed with the auth token, of ``<base>.<nonce>`` (nonce from
+``X-Plivo-Signature-V3-Nonce``), where ``<base>`` (:func:`signed_base`) is the
+URL without its query, then for a GET ``?`` and the query's ``k=v`` pairs sorted
+and joined by ``&`` (nothing when there is no query); for a POST with a body,
+``?``, those pairs, ``.`` when there were any, and every body field as
+``key + value`` in sorted order. The header may list several signatures, one
+per active auth token: any one matching is enough. V3 has no timestamp, so a
+replayed callback passes; it is harmless because its MessageUUID is stored once.
+Plivo blocks a number that texts STOP and confirms it itself, so
+``provider_confirms_stop`` defaults to true.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Self
+from urllib.parse import parse_qs, urlparse, urlunparse
 
 from textback.errors import ConfigError
-from textback.gateways.base import FailureKind, GatewayError, OutgoingSms, SendReceipt
+from textback.gateways.base import (
+    BadWebhook,
+    DeliveryReceipt,
+    FailureKind,
+    GatewayError,
+    InboundSms,
+    OutgoingSms,
+    SendReceipt,
+    WebhookReply,
+    WebhookRequest,
+)
 from textback.gateways.http import (
     DEFAULT_TIMEOUT,
     HttpAdapterBase,
@@ -34,6 +64,7 @@ from textback.gateways.http import (
     read_timeout,
     secret_hint,
 )
+from textback.gateways.webhook import form_fields, json_object, media_type, one, query_fields
 from textback.tomltable import Secret, SecretSpec, Table, read_secret, show
 
 # ErrorCode of a failed or undelivered message in Plivo's status callbacks.
@@ -45,6 +76,10 @@ PLIVO_DELIVERY_CODES: Final = code_table(
     filtered=(30, 100),  # spam filter, prohibited by the carrier
     transient=(20, 80, 300, 420, 950),  # network, temporarily unavailable, dispatch, expired
 )
+SIGNATURE_HEADER: Final = "X-Plivo-Signature-V3"
+NONCE_HEADER: Final = "X-Plivo-Signature-V3-Nonce"
+DELIVERED: Final = frozenset({"delivered"})
+FAILED: Final = frozenset({"undelivered", "failed", "rejected"})
 AUTH_ID: Final = re.compile(r"(?:MA|SA)[A-Z0-9]{18}")
 POWERPACK: Final = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 AUTH_TOKEN: Final = SecretSpec(
@@ -69,6 +104,7 @@ _KEYS: Final = (
     "status_callback",
     "timeout",
     "base_url",
+    "provider_confirms_stop",
 )
 _HINTS: Final = {
     "auth_token": secret_hint(AUTH_TOKEN),
@@ -94,9 +130,11 @@ class PlivoGateway(HttpAdapterBase):
         status_callback: str | None = None,
         base_url: str = "https://api.plivo.com",
         timeout: float = DEFAULT_TIMEOUT,
+        provider_confirms_stop: bool = True,
     ) -> None:
         super().__init__(timeout=timeout)
         self.url = f"{base_url.rstrip('/')}/v1/Account/{auth_id}/Message/"
+        self.provider_confirms_stop = provider_confirms_stop
         self.auth_id = auth_id
         self.auth_token = auth_token
         self.sender = sender
@@ -144,6 +182,11 @@ class PlivoGateway(HttpAdapterBase):
         )
         timeout = read_timeout(s)
         base_url = read_base_url(s, "https://api.plivo.com")
+        confirms = s.boolean(
+            "provider_confirms_stop",
+            True,
+            fix="false only if you turned off Plivo's own STOP handling, so textback confirms",
+        )
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -154,6 +197,7 @@ class PlivoGateway(HttpAdapterBase):
             status_callback=status_callback,
             base_url=base_url,
             timeout=timeout,
+            provider_confirms_stop=confirms,
         )
 
     def body(self, sms: OutgoingSms) -> dict[str, str]:
@@ -182,6 +226,59 @@ class PlivoGateway(HttpAdapterBase):
             raise accepted_unreadable(reply, "a message_uuid")
         raise send_failure(reply)
 
+    # -- replies and delivery reports ------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        """``X-Plivo-Signature-V3``: one of its signatures is ours for this URL, body and nonce."""
+        if self.auth_token is None:
+            raise BadWebhook(403, "plivo: no auth token configured to check signatures")
+        header = request.headers.get(SIGNATURE_HEADER, "")
+        nonce = request.headers.get(NONCE_HEADER, "")
+        if not header.strip() or not nonce:
+            raise BadWebhook(403, f"plivo: no {SIGNATURE_HEADER} or {NONCE_HEADER} header")
+        params = {} if request.method.upper() == "GET" else _fields(request)
+        expected = signature_v3(
+            self.auth_token.reveal(), signed_base(request.method, request.url, params), nonce
+        )
+        if not any(
+            hmac.compare_digest(expected, given.strip().encode(errors="replace"))
+            for given in header.split(",")
+        ):
+            raise BadWebhook(403, "plivo: signature does not match")
+
+    def parse_inbound(self, request: WebhookRequest) -> InboundSms | None:
+        """The reply; None for a delivery report sent to the message URL by mistake."""
+        fields = _fields(request)
+        text = _value(fields, "Text")
+        if text is None and _value(fields, "Status") is not None:
+            return None
+        if text is None:
+            raise BadWebhook(400, "plivo: no Text in the message callback")
+        return InboundSms(
+            provider_id=_required(fields, "MessageUUID"),
+            sender=_e164(_required(fields, "From")),
+            recipient=_e164(_required(fields, "To")),
+            body=text,
+        )
+
+    def parse_status(self, request: WebhookRequest) -> DeliveryReceipt:
+        fields = _fields(request)
+        status = _required(fields, "Status")
+        code = (_value(fields, "ErrorCode") or "").strip()
+        word = status.lower()
+        delivered = True if word in DELIVERED else False if word in FAILED else None
+        return DeliveryReceipt(
+            provider_id=_required(fields, "MessageUUID"),
+            delivered=delivered,
+            status=status,
+            error_code=code,
+            kind=delivery_failure(code) if delivered is False else None,
+        )
+
+    def webhook_reply(self) -> WebhookReply:
+        # An empty Plivo XML answer: take the message, send nothing back.
+        return WebhookReply(content_type="application/xml", body=b"<Response></Response>")
+
 
 def send_failure(reply: HttpReply) -> GatewayError:
     """The GatewayError for a refused send (Plivo gives text, not codes, at this point)."""
@@ -201,3 +298,99 @@ def send_failure(reply: HttpReply) -> GatewayError:
 def delivery_failure(code: str) -> FailureKind:
     """What a delivery report's ``ErrorCode`` means; unknown codes are PERMANENT."""
     return PLIVO_DELIVERY_CODES.get(code.strip().lstrip("0") or "0", FailureKind.PERMANENT)
+
+
+# -- V3 signatures ---------------------------------------------------------------------------
+
+
+def signature_v3(auth_token: str, base: str, nonce: str) -> bytes:
+    """base64(HMAC-SHA256(auth_token, ``<base>.<nonce>``)), as Plivo signs its callbacks."""
+    digest = hmac.new(auth_token.encode(), f"{base}.{nonce}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest)
+
+
+def signed_base(method: str, url: str, params: Mapping[str, object]) -> str:
+    """What Plivo signs for a callback to ``url`` with body fields ``params``.
+
+    Follows plivo-python's ``construct_get_url`` / ``construct_post_url`` step by
+    step, including its quirks: ``?`` and ``.`` appear only as they do there, URL
+    path parameters (``;x``) and the fragment are dropped, and query values are
+    compared decoded ("+" as a space). Two assumptions where the SDK is no guide:
+    non-ASCII query values are decoded as UTF-8 (the SDK fails on them; keep
+    callback URLs ASCII), and a JSON body is signed like the SDK's dict of its
+    parsed fields (Plivo's message callbacks are form posts in practice).
+    """
+    parsed = urlparse(url)
+    base = urlunparse((parsed.scheme, parsed.netloc, parsed.path, "", "", ""))
+    query = "&".join(
+        "&".join(f"{key}={value}" for value in sorted(values))
+        for key, values in sorted(parse_qs(parsed.query, keep_blank_values=True).items())
+    )
+    if method.upper() == "GET" or not params:
+        return base + (f"?{query}" if query else "")
+    return f"{base}?{query}{'.' if query else ''}{_params_string(params)}"
+
+
+def _params_string(params: Mapping[str, object]) -> str:
+    """Body fields as sorted ``key + value``; a list gives one pair per sorted value and a
+    JSON object nests. JSON scalars are spelled as plivo-python spells them (True, None)."""
+    parts: list[str] = []
+    for key in sorted(params):
+        value = params[key]
+        if isinstance(value, list):
+            parts.append("".join(f"{key}{item}" for item in sorted(map(_scalar, value))))
+        elif isinstance(value, dict):
+            parts.append(f"{key}{_params_string(value)}")
+        else:
+            parts.append(f"{key}{_scalar(value)}")
+    return "".join(parts)
+
+
+def _scalar(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | int | float):
+        return str(value)
+    # plivo-python cannot sign these either (it fails sorting them).
+    raise BadWebhook(400, "plivo: a JSON list holds lists or objects")
+
+
+# -- callback fields -------------------------------------------------------------------------
+
+
+def _fields(request: WebhookRequest) -> Mapping[str, object]:
+    """The callback's fields: the query for a GET, else the form or JSON body."""
+    if request.method.upper() == "GET":
+        return query_fields(request.url)
+    kind = media_type(request)
+    if kind == "application/json":
+        return json_object(request.body)
+    if kind in ("application/x-www-form-urlencoded", ""):
+        return form_fields(request.body)
+    raise BadWebhook(400, "plivo: the body is neither a form nor JSON")
+
+
+def _value(fields: Mapping[str, object], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return one({name: value}, name)  # a form or query field, maybe repeated
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise BadWebhook(400, f"plivo: {name} is not a string")
+
+
+def _required(fields: Mapping[str, object], name: str) -> str:
+    value = _value(fields, name)
+    if not value:
+        raise BadWebhook(400, f"plivo: no {name} in the callback")
+    return value
+
+
+def _e164(number: str) -> str:
+    """Plivo writes numbers as digits with the country code and no "+"; short codes stay."""
+    number = number.strip()
+    return f"+{number}" if re.fullmatch(r"[0-9]{8,15}", number) else number

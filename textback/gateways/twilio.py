@@ -6,18 +6,40 @@ auth; 201 carries the message ``sid``. Errors are JSON ``{"code": 21610,
 
 Not idempotent: Twilio's Message create takes no idempotency key, so a request
 cut off after Twilio accepted it cannot be retried without risking a second text.
+
+Webhooks: replies and status callbacks are form POSTs (or GETs, when the number is
+set to call back with GET) signed in ``X-Twilio-Signature`` (SignalWire:
+``X-SignalWire-Signature``) = base64(HMAC-SHA1(key, URL + every parameter's name
+and value, sorted)). The key is the account's auth token (SignalWire: the
+project's Signing Key). A JSON body is signed through a ``bodySHA256`` query
+parameter instead; Messaging callbacks are forms, so a JSON body is read only as a
+flat object.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from textback.errors import ConfigError
-from textback.gateways.base import FailureKind, GatewayError, OutgoingSms, SendReceipt
+from textback.gateways.base import (
+    BadWebhook,
+    DeliveryReceipt,
+    FailureKind,
+    GatewayError,
+    InboundSms,
+    OutgoingSms,
+    SendReceipt,
+    WebhookReply,
+    WebhookRequest,
+)
 from textback.gateways.http import (
     DEFAULT_TIMEOUT,
     HttpAdapterBase,
@@ -99,11 +121,28 @@ SIGNALWIRE_TOKEN: Final = SecretSpec(
     env_example="SIGNALWIRE_API_TOKEN",
     file_example="/etc/textback/signalwire-api-token",
 )
+# Twilio signs webhooks with the auth token even when sends use an API key.
+WEBHOOK_AUTH_TOKEN: Final = SecretSpec(
+    key="webhook_auth_token",
+    what="Twilio auth token (to check webhook signatures)",
+    origin="the Twilio console (Account Info, Auth Token)",
+    env_example="TWILIO_AUTH_TOKEN",
+    file_example="/etc/textback/twilio-auth-token",
+)
+SIGNALWIRE_SIGNING_KEY: Final = SecretSpec(
+    key="signing_key",
+    what="SignalWire Signing Key",
+    origin="the SignalWire space's API page (Signing Key)",
+    env_example="SIGNALWIRE_SIGNING_KEY",
+    file_example="/etc/textback/signalwire-signing-key",
+)
 
 _HINTS: Final = {
     "auth_token": secret_hint(AUTH_TOKEN),
     "api_key_secret": secret_hint(API_KEY_SECRET),
     "api_token": secret_hint(SIGNALWIRE_TOKEN),
+    "webhook_auth_token": secret_hint(WEBHOOK_AUTH_TOKEN),
+    "signing_key": secret_hint(SIGNALWIRE_SIGNING_KEY),
     "from_": 'did you mean "from"?',
     "sender": 'did you mean "from"?',
     "from_number": 'did you mean "from"?',
@@ -111,10 +150,14 @@ _HINTS: Final = {
 
 
 class TwilioCompatibleGateway(HttpAdapterBase):
-    """The send path both Twilio and SignalWire use."""
+    """The send path and the webhooks both Twilio and SignalWire use."""
 
     name = "twilio"
     idempotent = False
+    # Where the signature is, in order of preference.
+    SIGNATURE_HEADERS: tuple[str, ...] = ("X-Twilio-Signature",)
+    # What the signing key is called, for the reason of a refused callback.
+    SIGNING_KEY_NAME = "auth token"
 
     def __init__(
         self,
@@ -128,8 +171,12 @@ class TwilioCompatibleGateway(HttpAdapterBase):
         status_callback: str | None = None,
         validity_period: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        signing_key: Secret | None = None,
+        provider_confirms_stop: bool = True,
     ) -> None:
         super().__init__(timeout=timeout)
+        self.signing_key = signing_key
+        self.provider_confirms_stop = provider_confirms_stop
         self.url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account}/Messages.json"
         self.user = user
         self.secret = secret
@@ -173,6 +220,186 @@ class TwilioCompatibleGateway(HttpAdapterBase):
             detail=message if isinstance(message, str) and message else "",
         )
 
+    # -- webhooks ------------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        if self.signing_key is None:
+            raise BadWebhook(403, f"no {self.SIGNING_KEY_NAME} configured to check signatures")
+        signature = first_header(request.headers, self.SIGNATURE_HEADERS)
+        if not signature:
+            raise BadWebhook(403, f"no {self.SIGNATURE_HEADERS[0]} header")
+        params = _signed_params(request)
+        key = self.signing_key.reveal()
+        given = signature.encode()
+        # Every form is computed, so the time taken says nothing about which one matched.
+        matches = [
+            hmac.compare_digest(twilio_signature(key, url, params).encode(), given)
+            for url in port_forms(request.url)
+        ]
+        if not any(matches):
+            raise BadWebhook(403, "signature does not match")
+
+    def parse_inbound(self, request: WebhookRequest) -> InboundSms | None:
+        fields = _fields(request)
+        if "Body" not in fields and "MessageStatus" in fields:
+            return None  # a status callback sent to the inbound URL: no reply in it
+        sid = _sid(fields)
+        _require(fields, ("From", "To", "Body"))
+        return InboundSms(
+            provider_id=sid, sender=fields["From"], recipient=fields["To"], body=fields["Body"]
+        )
+
+    def parse_status(self, request: WebhookRequest) -> DeliveryReceipt | None:
+        fields = _fields(request)
+        if "MessageStatus" not in fields and "Body" in fields:
+            return None  # a reply sent to the status URL: no receipt in it
+        sid = _sid(fields)
+        status = fields.get("MessageStatus", "").strip().lower()
+        if not status:
+            raise BadWebhook(400, "no MessageStatus")
+        code = fields.get("ErrorCode", "").strip()
+        delivered = True if status in DELIVERED else False if status in UNDELIVERED else None
+        return DeliveryReceipt(
+            provider_id=sid,
+            delivered=delivered,
+            status=status,
+            error_code=code,
+            kind=TWILIO_CODES.get(code, FailureKind.PERMANENT) if delivered is False else None,
+        )
+
+    def webhook_reply(self) -> WebhookReply:
+        # Empty TwiML: Twilio sends nothing back. Any other body would be read as TwiML.
+        return WebhookReply(200, "text/xml", EMPTY_TWIML)
+
+
+EMPTY_TWIML: Final = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
+DELIVERED: Final = frozenset({"delivered", "read"})
+UNDELIVERED: Final = frozenset({"undelivered", "failed", "canceled"})
+DEFAULT_PORTS: Final = {"https": "443", "http": "80"}
+
+
+def twilio_signature(key: str, url: str, params: Iterable[tuple[str, str]]) -> str:
+    """base64(HMAC-SHA1(key, url + name+value of every parameter)), as Twilio signs.
+
+    Parameters sorted by name, a name's values sorted, a repeated pair counted once
+    (as Twilio's own validator does).
+    """
+    values: dict[str, set[str]] = {}
+    for name, value in params:
+        values.setdefault(name, set()).add(value)
+    text = url + "".join(name + value for name in sorted(values) for value in sorted(values[name]))
+    digest = hmac.new(key.encode(), text.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def port_forms(url: str) -> tuple[str, ...]:
+    """``url`` as given, without its port, and with the scheme's default port when it has none.
+
+    Twilio signs either the URL it was given or that URL with the default port
+    spelled out, and proxies add or drop ``:443``: any of these may be the one signed.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise BadWebhook(400, "unreadable request URL") from exc
+    start = url.find("//") + 2
+    if start < 2 or url[start : start + len(parts.netloc)] != parts.netloc:
+        return (url,)
+    head, tail = url[:start], url[start + len(parts.netloc) :]
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, port = hostport, ""
+    if hostport.rfind(":") > hostport.rfind("]"):  # a colon inside [...] is IPv6, not a port
+        host, _, port = hostport.rpartition(":")
+    bare = f"{head}{userinfo}{at}{host}{tail}"
+    if port:
+        return (url, bare)
+    default = DEFAULT_PORTS.get(parts.scheme.lower())
+    return (url, f"{head}{userinfo}{at}{host}:{default}{tail}") if default else (url,)
+
+
+def first_header(headers: Mapping[str, str], names: Sequence[str]) -> str:
+    """The first of ``names`` present in ``headers`` (any case), or ""."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    for name in names:
+        value = lowered.get(name.lower())
+        if value:
+            return value.strip()
+    return ""
+
+
+def _query(url: str) -> list[tuple[str, str]]:
+    try:
+        return parse_qsl(urlsplit(url).query, keep_blank_values=True, errors="strict")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise BadWebhook(400, "unreadable query string") from exc
+
+
+def _body_hash(request: WebhookRequest) -> str | None:
+    """The ``bodySHA256`` of the URL, when the body is JSON signed that way."""
+    for name, value in _query(request.url):
+        if name == "bodySHA256":
+            return value
+    return None
+
+
+def _form(body: bytes) -> list[tuple[str, str]]:
+    """The pairs of an ``application/x-www-form-urlencoded`` UTF-8 body; BadWebhook(400) if not."""
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise BadWebhook(400, "body is not a UTF-8 form") from exc
+
+
+def _signed_params(request: WebhookRequest) -> list[tuple[str, str]]:
+    """The parameters the signature covers besides the URL."""
+    expected = _body_hash(request)
+    if expected is not None:
+        actual = hashlib.sha256(request.body).hexdigest()
+        if not hmac.compare_digest(actual.encode(), expected.encode()):
+            raise BadWebhook(403, "body does not match bodySHA256")
+        return []
+    if request.method.upper() == "GET":
+        return []  # a GET callback's parameters are in the URL, signed with it
+    return _form(request.body)
+
+
+def _fields(request: WebhookRequest) -> dict[str, str]:
+    """The callback's parameters by name (the first value of a repeated one)."""
+    if _body_hash(request) is not None:
+        pairs = _json_pairs(request.body)
+    elif request.method.upper() == "GET":
+        pairs = _query(request.url)
+    else:
+        pairs = _form(request.body)
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+def _json_pairs(body: bytes) -> list[tuple[str, str]]:
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise BadWebhook(400, "body is not JSON") from exc
+    if not isinstance(document, dict):
+        raise BadWebhook(400, "JSON body is not an object")
+    return [(name, value) for name, value in document.items() if isinstance(value, str)]
+
+
+def _sid(fields: Mapping[str, str]) -> str:
+    sid = (fields.get("MessageSid") or fields.get("SmsSid", "")).strip()
+    if not sid:
+        raise BadWebhook(400, "no MessageSid")
+    return sid
+
+
+def _require(fields: Mapping[str, str], names: Sequence[str]) -> None:
+    """BadWebhook(400) naming the first missing field (names only: values are phone numbers)."""
+    for name in names:
+        if name not in fields or (name != "Body" and not fields[name].strip()):
+            raise BadWebhook(400, f"no {name}")
+
 
 def _common(s: Table) -> tuple[str | None, int | None, float]:
     status_callback = (
@@ -198,6 +425,23 @@ def _common(s: Table) -> tuple[str | None, int | None, float]:
     return status_callback, validity or None, read_timeout(s)
 
 
+CONFIRMS_STOP_FIX: Final = (
+    "true when the provider answers STOP with its own confirmation text (textback then "
+    "sends none), false to have textback send one"
+)
+
+
+def read_confirms_stop(s: Table, default: bool) -> bool:
+    return s.boolean("provider_confirms_stop", default, fix=CONFIRMS_STOP_FIX)
+
+
+def optional_secret(s: Table, base: Path, require: bool, spec: SecretSpec) -> Secret | None:
+    """A secret that may be left out; once named, it must be readable like any other."""
+    named = spec.file_key in s.data or spec.env_key in s.data
+    secret, _ = read_secret(s, base, require and named, spec)
+    return secret
+
+
 class TwilioGateway(TwilioCompatibleGateway):
     """Twilio Programmable Messaging."""
 
@@ -215,6 +459,9 @@ class TwilioGateway(TwilioCompatibleGateway):
         "validity_period",
         "timeout",
         "base_url",
+        "webhook_auth_token_file",
+        "webhook_auth_token_env",
+        "provider_confirms_stop",
     )
 
     @classmethod
@@ -252,11 +499,20 @@ class TwilioGateway(TwilioCompatibleGateway):
                         "api_key_secret_env or api_key_secret_file; remove the auth token",
                     )
             secret, _ = read_secret(s, base, require_secrets, API_KEY_SECRET)
+            signing_key = optional_secret(s, base, require_secrets, WEBHOOK_AUTH_TOKEN)
         else:
             for stray in (API_KEY_SECRET.file_key, API_KEY_SECRET.env_key):
                 if stray in table:
                     s.problem(stray, "an API key secret needs api_key_sid too — add it")
+            for stray in (WEBHOOK_AUTH_TOKEN.file_key, WEBHOOK_AUTH_TOKEN.env_key):
+                if stray in table:
+                    s.problem(
+                        stray,
+                        "needed only with api_key_sid — without it the auth token already "
+                        "checks webhook signatures; remove it",
+                    )
             secret, _ = read_secret(s, base, require_secrets, AUTH_TOKEN)
+            signing_key = secret
         sender = read_e164(
             s,
             "from",
@@ -279,6 +535,8 @@ class TwilioGateway(TwilioCompatibleGateway):
         )
         status_callback, validity, timeout = _common(s)
         api_base = read_base_url(s, "https://api.twilio.com")
+        # Twilio answers STOP on long codes and toll-free numbers itself (Advanced Opt-Out).
+        confirms_stop = read_confirms_stop(s, True)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -291,6 +549,8 @@ class TwilioGateway(TwilioCompatibleGateway):
             status_callback=status_callback,
             validity_period=validity,
             timeout=timeout,
+            signing_key=signing_key,
+            provider_confirms_stop=confirms_stop,
         )
 
 
@@ -298,6 +558,9 @@ class SignalWireGateway(TwilioCompatibleGateway):
     """SignalWire's LaML (Twilio-compatible) REST API; the account is the project ID."""
 
     name = "signalwire"
+    # SignalWire signs in its own header and keeps Twilio's for compatibility.
+    SIGNATURE_HEADERS = ("X-SignalWire-Signature", "X-Twilio-Signature")
+    SIGNING_KEY_NAME = "Signing Key or API token"
     KEYS: Final = (
         "space",
         "project_id",
@@ -308,6 +571,9 @@ class SignalWireGateway(TwilioCompatibleGateway):
         "validity_period",
         "timeout",
         "base_url",
+        "signing_key_file",
+        "signing_key_env",
+        "provider_confirms_stop",
     )
 
     @classmethod
@@ -329,6 +595,7 @@ class SignalWireGateway(TwilioCompatibleGateway):
             or ""
         )
         secret, _ = read_secret(s, base, require_secrets, SIGNALWIRE_TOKEN)
+        signing_key = optional_secret(s, base, require_secrets, SIGNALWIRE_SIGNING_KEY)
         sender = read_e164(
             s,
             "from",
@@ -350,6 +617,8 @@ class SignalWireGateway(TwilioCompatibleGateway):
             s.problem("base_url", "set together with space — keep only space")
         elif "space" not in table and "base_url" not in table:
             s.problem("space", f"missing — {space_fix}")
+        # SignalWire documents no STOP confirmation of its own: textback sends one.
+        confirms_stop = read_confirms_stop(s, False)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -361,4 +630,7 @@ class SignalWireGateway(TwilioCompatibleGateway):
             status_callback=status_callback,
             validity_period=validity,
             timeout=timeout,
+            # Without a Signing Key, callbacks are checked with the API token.
+            signing_key=signing_key or secret,
+            provider_confirms_stop=confirms_stop,
         )

@@ -10,6 +10,17 @@ address is not on the account's allow-list.
 
 Not idempotent: sendSMS takes no client reference, so a request cut off after
 VoIP.ms accepted it cannot be retried without risking a second text.
+
+Replies: VoIP.ms calls the DID's "SMS URL Callback" (DID Numbers, Manage DIDs,
+SMS/MMS), a URL template it fills in, with a GET. It signs nothing, so the URL
+carries a long random token (``webhook_token_env`` / ``webhook_token_file``,
+at least 24 characters) that :meth:`VoipMsGateway.verify` checks; without one
+configured every callback is refused. The template to enter::
+
+    https://<public_url>/hooks/voipms/inbound?token=<token>&from={FROM}&to={TO}&message={MESSAGE}&id={ID}&date={TIMESTAMP}
+
+VoIP.ms sends no delivery receipts and does not filter STOP itself
+(``provider_confirms_stop`` defaults to false): textback answers STOP.
 """
 
 from __future__ import annotations
@@ -21,10 +32,15 @@ from typing import Final, Self
 
 from textback.errors import ConfigError
 from textback.gateways.base import (
+    BadWebhook,
+    DeliveryReceipt,
     FailureKind,
     GatewayError,
+    InboundSms,
     OutgoingSms,
     SendReceipt,
+    WebhookReply,
+    WebhookRequest,
 )
 from textback.gateways.http import (
     DEFAULT_TIMEOUT,
@@ -36,6 +52,14 @@ from textback.gateways.http import (
     read_timeout,
     secret_hint,
     vendor_code,
+)
+from textback.gateways.webhook import (
+    check_url_token,
+    form_fields,
+    media_type,
+    one,
+    query_fields,
+    read_callback_secret,
 )
 from textback.tomltable import Secret, SecretSpec, Table, read_secret, show
 
@@ -63,6 +87,15 @@ API_PASSWORD: Final = SecretSpec(
     env_example="VOIPMS_API_PASSWORD",
     file_example="/etc/textback/voipms-api-password",
 )
+WEBHOOK_TOKEN: Final = SecretSpec(
+    key="webhook_token",
+    what="callback URL token",
+    origin="a random string you also put in the DID's SMS URL Callback (openssl rand -hex 24)",
+    env_example="VOIPMS_WEBHOOK_TOKEN",
+    file_example="/etc/textback/voipms-webhook-token",
+)
+# A {NAME} VoIP.ms did not fill in: the template in the portal names a variable it lacks.
+_PLACEHOLDER: Final = re.compile(r"\{[A-Za-z_]+\}")
 NANP: Final = re.compile(r"(?:\+?1)?([2-9][0-9]{2}[2-9][0-9]{6})")
 _HINT: Final = {
     "config": " — check api_username, api_password, the API allow-list (this server's IP) "
@@ -75,12 +108,17 @@ _KEYS: Final = (
     "did",
     "timeout",
     "base_url",
+    WEBHOOK_TOKEN.env_key,
+    WEBHOOK_TOKEN.file_key,
+    "provider_confirms_stop",
 )
 _HINTS: Final = {
     "api_password": secret_hint(API_PASSWORD),
     "password": secret_hint(API_PASSWORD),
     "username": "did you mean api_username? (the e-mail you log in to the portal with)",
     "from": 'did you mean did? e.g. did = "5145550100"',
+    "webhook_token": secret_hint(WEBHOOK_TOKEN),
+    "token": secret_hint(WEBHOOK_TOKEN),
 }
 
 
@@ -98,12 +136,16 @@ class VoipMsGateway(HttpAdapterBase):
         did: str,
         base_url: str = "https://voip.ms",
         timeout: float = DEFAULT_TIMEOUT,
+        webhook_token: Secret | None = None,
+        provider_confirms_stop: bool = False,
     ) -> None:
         super().__init__(timeout=timeout)
         self.url = f"{base_url.rstrip('/')}/api/v1/rest.php"
         self.api_username = api_username
         self.api_password = api_password
         self.did = did
+        self.webhook_token = webhook_token
+        self.provider_confirms_stop = provider_confirms_stop
 
     @classmethod
     def from_config(
@@ -134,6 +176,12 @@ class VoipMsGateway(HttpAdapterBase):
                 s.problem("did", f"{show(did_text)} is not a North American number — {did_fix}")
         timeout = read_timeout(s)
         base_url = read_base_url(s, "https://voip.ms")
+        token = read_callback_secret(s, base, require_secrets, WEBHOOK_TOKEN, in_url=True)
+        confirms = s.boolean(
+            "provider_confirms_stop",
+            False,
+            fix="VoIP.ms sends no STOP confirmation of its own; leave it out",
+        )
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -142,6 +190,8 @@ class VoipMsGateway(HttpAdapterBase):
             did=did,
             base_url=base_url,
             timeout=timeout,
+            webhook_token=token,
+            provider_confirms_stop=confirms,
         )
 
     def params(self, sms: OutgoingSms, password: str) -> dict[str, str]:
@@ -178,6 +228,36 @@ class VoipMsGateway(HttpAdapterBase):
         reply = await self.get(self.url, params=self.params(sms, self.api_password.reveal()))
         return receipt(reply)
 
+    # -- replies ---------------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        """The ``token`` in the callback URL: VoIP.ms signs nothing."""
+        check_url_token(request, self.webhook_token, who="voipms", key="webhook_token")
+
+    def parse_inbound(self, request: WebhookRequest) -> InboundSms:
+        """The reply in the filled-in SMS URL Callback (a GET; a POSTed form is read too)."""
+        fields = query_fields(request.url)
+        if request.method.upper() == "POST" and media_type(request) == (
+            "application/x-www-form-urlencoded"
+        ):
+            for name, values in form_fields(request.body).items():
+                fields.setdefault(name, []).extend(values)
+        return InboundSms(
+            provider_id=_param(fields, "id"),
+            sender=_number(_param(fields, "from")),
+            recipient=_number(_param(fields, "to")),
+            # Empty when the message is only a picture ({MEDIA}).
+            body=_param(fields, "message", text=True),
+        )
+
+    def parse_status(self, request: WebhookRequest) -> DeliveryReceipt | None:
+        """Always None: VoIP.ms sends no delivery receipts."""
+        return None
+
+    def webhook_reply(self) -> WebhookReply:
+        # "ok" is what VoIP.ms's optional callback retry waits for; any 200 ends it otherwise.
+        return WebhookReply(body=b"ok")
+
 
 def receipt(reply: HttpReply) -> SendReceipt:
     """The receipt for a sendSMS reply, or the GatewayError it means."""
@@ -191,6 +271,27 @@ def receipt(reply: HttpReply) -> SendReceipt:
         raise failure(reply, detail=f"no status in the reply: {reply.text() or '(empty body)'}")
     kind = VOIPMS_STATUSES.get(status, FailureKind.PERMANENT)
     raise failure(reply, code=status, default=kind, detail=status + _HINT.get(kind.value, ""))
+
+
+def _param(fields: Mapping[str, list[str]], name: str, *, text: bool = False) -> str:
+    """One filled-in template variable; ``text``: what the texter wrote (may be empty)."""
+    value = one(fields, name)
+    if value is None or (not value and not text):
+        raise BadWebhook(
+            400, f"voipms: no {name} in the callback URL — check the SMS URL Callback template"
+        )
+    # Not for the text: a texter may well write "{MESSAGE}".
+    if not text and _PLACEHOLDER.fullmatch(value.strip()):
+        raise BadWebhook(
+            400, f"voipms: {name} is an unfilled placeholder — check the SMS URL Callback template"
+        )
+    return value
+
+
+def _number(value: str) -> str:
+    """E.164 for a North American number (VoIP.ms gives 10 digits); short codes as given."""
+    digits = national(value)
+    return f"+1{digits}" if digits else value.strip()
 
 
 def national(number: str) -> str | None:

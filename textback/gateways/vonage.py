@@ -7,18 +7,42 @@ maps the other statuses.
 
 Not idempotent: ``client-ref`` (set to our reference) is echoed in delivery
 reports but Vonage does not drop a second request carrying the same one.
+
+Webhooks: inbound messages and delivery receipts arrive as GET query parameters
+or a POST form (or flat JSON object). They are trusted only when signed: Vonage
+support turns on signed webhooks, which add ``sig``, ``timestamp`` and ``nonce``;
+``sig`` is the hex digest, keyed by the signature secret, of ``&name=value`` for
+every other parameter sorted by name (``&`` and ``=`` in values read as ``_``):
+plain MD5 of that text followed by the secret ("md5hash", Vonage's default), or
+its HMAC-MD5/SHA-1/SHA-256/SHA-512. Without a signature secret configured every
+callback is refused. A long reply arrives in parts (``concat-*``), each with its
+own ``messageId``: each part is one InboundSms.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Self
+from urllib.parse import parse_qsl, urlsplit
 
 from textback.core.sms import non_gsm_chars
 from textback.errors import ConfigError
-from textback.gateways.base import FailureKind, GatewayError, OutgoingSms, SendReceipt
+from textback.gateways.base import (
+    BadWebhook,
+    DeliveryReceipt,
+    FailureKind,
+    GatewayError,
+    InboundSms,
+    OutgoingSms,
+    SendReceipt,
+    WebhookReply,
+    WebhookRequest,
+)
 from textback.gateways.http import (
     DEFAULT_TIMEOUT,
     E164,
@@ -62,6 +86,24 @@ VONAGE_STATUS: Final = code_table(
     ),
 )
 
+# ``err-code`` of a delivery receipt (a different table from the send statuses above).
+VONAGE_DLR_CODES: Final = code_table(
+    transient=(
+        2,  # absent subscriber, temporary
+        7,  # handset busy
+        8,  # network error
+    ),
+    not_sms_capable=(
+        3,  # absent subscriber, permanent
+        4,  # call barred by user
+        9,  # illegal number
+        11,  # unroutable
+        12,  # destination unreachable
+        14,  # number blocked by carrier
+    ),
+    filtered=(6,),  # anti-spam rejection
+)
+
 API_SECRET: Final = SecretSpec(
     key="api_secret",
     what="Vonage API secret",
@@ -69,9 +111,26 @@ API_SECRET: Final = SecretSpec(
     env_example="VONAGE_API_SECRET",
     file_example="/etc/textback/vonage-api-secret",
 )
+SIGNATURE_SECRET: Final = SecretSpec(
+    key="signature_secret",
+    what="Vonage signature secret",
+    origin="the Vonage API dashboard (API settings, Signature secret)",
+    env_example="VONAGE_SIGNATURE_SECRET",
+    file_example="/etc/textback/vonage-signature-secret",
+)
+# "md5hash" is a plain hash of params + secret; the others are HMACs keyed by the secret.
+SIGNATURE_METHODS: Final = ("md5hash", "md5", "sha1", "sha256", "sha512")
+MAX_SKEW: Final = 300  # seconds a signed callback's timestamp may be off our clock
+DELIVERED: Final = frozenset({"delivered"})
+UNDELIVERED: Final = frozenset({"expired", "failed", "rejected"})
+CONFIRMS_STOP_FIX: Final = (
+    "true when the provider answers STOP with its own confirmation text (textback then "
+    "sends none), false to have textback send one"
+)
 ALPHA_SENDER: Final = re.compile(r"[A-Za-z0-9 ]{1,11}")
 _HINTS: Final = {
     "api_secret": secret_hint(API_SECRET),
+    "signature_secret": secret_hint(SIGNATURE_SECRET),
     "sender": 'did you mean "from"?',
     "from_": 'did you mean "from"?',
     "callback": 'did you mean "status_callback"?',
@@ -96,6 +155,10 @@ class VonageGateway(HttpAdapterBase):
         "status_callback",
         "timeout",
         "base_url",
+        "signature_secret_file",
+        "signature_secret_env",
+        "signature_method",
+        "provider_confirms_stop",
     )
 
     def __init__(
@@ -107,8 +170,14 @@ class VonageGateway(HttpAdapterBase):
         status_callback: str | None = None,
         base_url: str = "https://rest.nexmo.com",
         timeout: float = DEFAULT_TIMEOUT,
+        signature_secret: Secret | None = None,
+        signature_method: str = "md5hash",
+        provider_confirms_stop: bool = False,
     ) -> None:
         super().__init__(timeout=timeout)
+        self.signature_secret = signature_secret
+        self.signature_method = signature_method
+        self.provider_confirms_stop = provider_confirms_stop
         self.url = f"{base_url.rstrip('/')}/sms/json"
         self.api_key = api_key
         self.api_secret = api_secret
@@ -148,6 +217,21 @@ class VonageGateway(HttpAdapterBase):
         )
         timeout = read_timeout(s)
         base_url = read_base_url(s, "https://rest.nexmo.com")
+        signed = SIGNATURE_SECRET.file_key in table or SIGNATURE_SECRET.env_key in table
+        signature_secret, _ = read_secret(s, base, require_secrets and signed, SIGNATURE_SECRET)
+        method = s.choice(
+            "signature_method",
+            "md5hash",
+            SIGNATURE_METHODS,
+            fix="the signature method chosen in the Vonage API settings",
+        )
+        if "signature_method" in table and not signed:
+            s.problem(
+                "signature_method",
+                f"set without a signature secret — add {SIGNATURE_SECRET.howto}, or remove it",
+            )
+        # Vonage's SMS API passes STOP on to us without answering it.
+        confirms_stop = s.boolean("provider_confirms_stop", False, fix=CONFIRMS_STOP_FIX)
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -157,6 +241,9 @@ class VonageGateway(HttpAdapterBase):
             status_callback=status_callback or None,
             base_url=base_url,
             timeout=timeout,
+            signature_secret=signature_secret,
+            signature_method=method,
+            provider_confirms_stop=confirms_stop,
         )
 
     def fields(self, sms: OutgoingSms, api_secret: str) -> dict[str, str]:
@@ -198,6 +285,122 @@ class VonageGateway(HttpAdapterBase):
                 maybe_sent=True,
             )
         raise failure(reply, code=status, codes=VONAGE_STATUS, detail=text)
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        if self.signature_secret is None:
+            raise BadWebhook(403, "no signature secret configured")
+        params = callback_params(request)
+        signature = params.get("sig", "").strip().lower()
+        if not signature:
+            raise BadWebhook(403, "no sig parameter")
+        timestamp = params.get("timestamp", "").strip()
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise BadWebhook(403, "no timestamp parameter in whole seconds")
+        if abs(request.now - int(timestamp)) > MAX_SKEW:
+            raise BadWebhook(403, f"timestamp more than {MAX_SKEW} s from our clock")
+        expected = vonage_signature(
+            self.signature_secret.reveal(), self.signature_method, params
+        ).encode()
+        if not hmac.compare_digest(expected, signature.encode()):
+            raise BadWebhook(403, "signature does not match")
+
+    def parse_inbound(self, request: WebhookRequest) -> InboundSms | None:
+        params = callback_params(request)
+        if "text" not in params and "status" in params:
+            return None  # a delivery receipt sent to the inbound URL
+        if params.get("type") == "binary":
+            return None  # a data message (ringtone, WAP push): no text in it
+        _require(params, ("messageId", "msisdn", "to", "text"))
+        return InboundSms(
+            provider_id=params["messageId"],
+            sender=_plus(params["msisdn"]),
+            recipient=_plus(params["to"]),
+            body=params["text"],
+        )
+
+    def parse_status(self, request: WebhookRequest) -> DeliveryReceipt | None:
+        params = callback_params(request)
+        if "status" not in params and "text" in params:
+            return None  # an inbound message sent to the status URL
+        _require(params, ("messageId", "status"))
+        status = params["status"].strip().lower()
+        code = params.get("err-code", "").strip()
+        delivered = True if status in DELIVERED else False if status in UNDELIVERED else None
+        return DeliveryReceipt(
+            provider_id=params["messageId"],
+            delivered=delivered,
+            status=status,
+            error_code="" if code == "0" else code,
+            kind=VONAGE_DLR_CODES.get(code, FailureKind.PERMANENT) if delivered is False else None,
+        )
+
+    def webhook_reply(self) -> WebhookReply:
+        return WebhookReply()  # any 2xx; anything else and Vonage resends for a day
+
+
+def vonage_signature(secret: str, method: str, params: Mapping[str, str]) -> str:
+    """The hex ``sig`` Vonage computes over ``params`` (``sig`` itself left out)."""
+    text = "".join(
+        f"&{name}={params[name].replace('&', '_').replace('=', '_')}"
+        for name in sorted(params)
+        if name != "sig"
+    ).encode()
+    if method == "md5hash":
+        return hashlib.md5(text + secret.encode(), usedforsecurity=False).hexdigest()
+    return hmac.new(secret.encode(), text, method).hexdigest()
+
+
+def callback_params(request: WebhookRequest) -> dict[str, str]:
+    """A callback's parameters: the query of a GET, the form or JSON object of a POST.
+
+    A repeated name is refused: the signature and the parse must read the same value.
+    """
+    body = request.body.strip()
+    try:
+        if request.method.upper() == "GET" or not body:
+            pairs = parse_qsl(urlsplit(request.url).query, keep_blank_values=True, errors="strict")
+        elif body.startswith(b"{"):
+            pairs = _json_pairs(body)
+        else:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise BadWebhook(400, "parameters are not UTF-8 form or JSON") from exc
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise BadWebhook(400, f"parameter {name} given twice")
+        params[name] = value
+    return params
+
+
+def _json_pairs(body: bytes) -> list[tuple[str, str]]:
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise BadWebhook(400, "JSON body is not an object")
+    pairs: list[tuple[str, str]] = []
+    for name, value in document.items():
+        if isinstance(value, str):
+            pairs.append((name, value))
+        elif isinstance(value, bool | int | float) or value is None:
+            pairs.append((name, json.dumps(value)))  # as it appears on the wire
+        else:
+            raise BadWebhook(400, f"parameter {name} is not a plain value")
+    return pairs
+
+
+def _require(params: Mapping[str, str], names: tuple[str, ...]) -> None:
+    """BadWebhook(400) naming the first missing parameter (never its value)."""
+    for name in names:
+        if name not in params or (name != "text" and not params[name].strip()):
+            raise BadWebhook(400, f"no {name}")
+
+
+def _plus(number: str) -> str:
+    """Vonage writes numbers without "+": E.164 again when it is all digits."""
+    number = number.strip()
+    return "+" + number if number.isdigit() else number
 
 
 def _part(reply: HttpReply, index: int) -> tuple[str, str]:

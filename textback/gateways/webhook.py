@@ -13,25 +13,50 @@ Idempotent only when ``idempotency_header`` is set: the request then carries
 the reference in that header, and the receiver promises to drop a second
 request with the same value. Without it, a request cut off after the receiver
 acted on it cannot be retried without risking a second text.
+
+Replies and delivery receipts (``/hooks/webhook/inbound`` and ``/status``), the
+contract for whatever posts them:
+
+* The body is JSON (``Content-Type: application/json``) or a url-encoded form.
+* ``X-Textback-Timestamp: <Unix seconds>`` and ``X-Textback-Signature:
+  sha256=<hex>``, the hex HMAC-SHA256 of ``<timestamp>.<raw body>`` keyed with
+  the shared secret (``inbound_secret_env`` / ``inbound_secret_file``). A
+  timestamp more than 300 s from our clock is refused, so a captured request
+  cannot be replayed later; without a configured secret every callback is refused.
+* Inbound fields (``inbound_fields``, dotted paths into JSON): ``id`` (the
+  message id; a repeat with the same id is stored once), ``from``, ``to``, ``text``.
+* Status fields (``status_fields``): ``id`` (the id the send got back, see
+  ``id_field``), ``status`` and optionally ``error_code``. A status in
+  ``delivered_statuses`` is delivered, one in ``failed_statuses`` failed (its code
+  classified by the ``error_codes`` table, else PERMANENT), any other is still on its way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final, Self
+from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from yarl import URL
 
 from textback.errors import ConfigError
 from textback.gateways.base import (
+    BadWebhook,
+    DeliveryReceipt,
     FailureKind,
     GatewayError,
+    InboundSms,
     OutgoingSms,
     SendReceipt,
+    WebhookReply,
+    WebhookRequest,
 )
 from textback.gateways.http import (
     DEFAULT_TIMEOUT,
@@ -42,7 +67,7 @@ from textback.gateways.http import (
     read_timeout,
     secret_hint,
 )
-from textback.tomltable import Secret, SecretSpec, Table, read_secret, show
+from textback.tomltable import Secret, SecretSpec, Table, quote, read_secret, show
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +100,29 @@ PASSWORD: Final = SecretSpec(
     env_example="TEXTBACK_WEBHOOK_PASSWORD",
     file_example="/etc/textback/webhook-password",
 )
+INBOUND_SECRET: Final = SecretSpec(
+    key="inbound_secret",
+    what="shared secret for signed callbacks",
+    origin="a random string you give the sender of the callbacks too (openssl rand -hex 32)",
+    env_example="TEXTBACK_WEBHOOK_INBOUND_SECRET",
+    file_example="/etc/textback/webhook-inbound-secret",
+)
+SIGNATURE_HEADER: Final = "X-Textback-Signature"
+TIMESTAMP_HEADER: Final = "X-Textback-Timestamp"
+SIGNATURE_WINDOW: Final = 300.0  # seconds either side of our clock
+DEFAULT_INBOUND_FIELDS: Final[Mapping[str, str]] = {
+    "id": "id",
+    "from": "from",
+    "to": "to",
+    "text": "text",
+}
+DEFAULT_STATUS_FIELDS: Final[Mapping[str, str]] = {
+    "id": "id",
+    "status": "status",
+    "error_code": "error_code",
+}
+DEFAULT_DELIVERED: Final = ("delivered",)
+DEFAULT_FAILED: Final = ("undelivered", "failed", "rejected", "expired")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
 _PATH_STEP = re.compile(r"[^.]+")
 _KEYS: Final = (
@@ -95,6 +143,14 @@ _KEYS: Final = (
     "id_field",
     "idempotency_header",
     "timeout",
+    INBOUND_SECRET.env_key,
+    INBOUND_SECRET.file_key,
+    "inbound_fields",
+    "status_fields",
+    "delivered_statuses",
+    "failed_statuses",
+    "error_codes",
+    "provider_confirms_stop",
 )
 _HINTS: Final = {
     "bearer_token": secret_hint(BEARER_TOKEN),
@@ -105,6 +161,8 @@ _HINTS: Final = {
     "template": 'did you mean fields? e.g. fields = { to = "{to}", text = "{body}" }',
     "from": 'did you mean sender? e.g. sender = "+14155550100"',
     "content_type": 'did you mean format? format = "json" or "form"',
+    "inbound_secret": secret_hint(INBOUND_SECRET),
+    "secret": secret_hint(INBOUND_SECRET),
 }
 _SECRET_HEADERS: Final = ("authorization", "proxy-authorization", "x-api-key", "api-key")
 
@@ -133,6 +191,13 @@ class WebhookGateway(HttpAdapterBase):
         id_field: str | None = None,
         idempotency_header: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        inbound_secret: Secret | None = None,
+        inbound_fields: Mapping[str, str] = DEFAULT_INBOUND_FIELDS,
+        status_fields: Mapping[str, str] = DEFAULT_STATUS_FIELDS,
+        delivered_statuses: tuple[str, ...] = DEFAULT_DELIVERED,
+        failed_statuses: tuple[str, ...] = DEFAULT_FAILED,
+        error_codes: Mapping[str, FailureKind] | None = None,
+        provider_confirms_stop: bool = False,
     ) -> None:
         super().__init__(timeout=timeout)
         self.url = url
@@ -151,6 +216,13 @@ class WebhookGateway(HttpAdapterBase):
         # The receiver promises to drop a repeated reference: a retry cannot text twice.
         self.idempotent = idempotency_header is not None
         self._id_missing_logged = False
+        self.inbound_secret = inbound_secret
+        self.inbound_fields = {**DEFAULT_INBOUND_FIELDS, **inbound_fields}
+        self.status_fields = {**DEFAULT_STATUS_FIELDS, **status_fields}
+        self.delivered_statuses = frozenset(w.lower() for w in delivered_statuses)
+        self.failed_statuses = frozenset(w.lower() for w in failed_statuses)
+        self.error_codes = dict(error_codes or {})
+        self.provider_confirms_stop = provider_confirms_stop
 
     @classmethod
     def from_config(
@@ -231,6 +303,26 @@ class WebhookGateway(HttpAdapterBase):
                 f'{show(idempotency_header)} is not a header name — e.g. "Idempotency-Key"',
             )
         timeout = read_timeout(s)
+        inbound_secret = read_callback_secret(s, base, require_secrets, INBOUND_SECRET)
+        inbound_fields = _field_paths(s, "inbound_fields", DEFAULT_INBOUND_FIELDS)
+        status_fields = _field_paths(s, "status_fields", DEFAULT_STATUS_FIELDS)
+        delivered = s.strings(
+            "delivered_statuses", DEFAULT_DELIVERED, example='["delivered", "read"]'
+        )
+        failed = s.strings("failed_statuses", DEFAULT_FAILED, example='["failed", "undelivered"]')
+        both = {w.lower() for w in delivered} & {w.lower() for w in failed}
+        if both:
+            s.problem(
+                "failed_statuses",
+                f"{', '.join(sorted(map(show, both)))} also in delivered_statuses — "
+                "a status is one or the other",
+            )
+        error_codes = _error_codes(s)
+        confirms = s.boolean(
+            "provider_confirms_stop",
+            False,
+            fix="true when the provider itself answers STOP with a confirmation text",
+        )
         if problems:
             raise ConfigError(problems)
         return cls(
@@ -248,6 +340,13 @@ class WebhookGateway(HttpAdapterBase):
             id_field=id_field or None,
             idempotency_header=idempotency_header or None,
             timeout=timeout,
+            inbound_secret=inbound_secret,
+            inbound_fields=inbound_fields,
+            status_fields=status_fields,
+            delivered_statuses=delivered,
+            failed_statuses=failed,
+            error_codes=error_codes,
+            provider_confirms_stop=confirms,
         )
 
     def values(self, sms: OutgoingSms) -> dict[str, str]:
@@ -313,6 +412,242 @@ class WebhookGateway(HttpAdapterBase):
                 hint="check id_field",
             )
         return ""
+
+    # -- replies and receipts -------------------------------------------------------------
+
+    def verify(self, request: WebhookRequest) -> None:
+        """The HMAC of ``<timestamp>.<body>`` with the shared secret, timestamp within 300 s."""
+        if self.inbound_secret is None:
+            raise BadWebhook(403, "webhook: no inbound_secret configured, callbacks are refused")
+        stamp = request.headers.get(TIMESTAMP_HEADER, "").strip()
+        given = request.headers.get(SIGNATURE_HEADER, "").strip()
+        if not stamp or not given:
+            raise BadWebhook(403, f"webhook: no {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
+        if not re.fullmatch(r"[0-9]{1,12}", stamp):
+            raise BadWebhook(403, f"webhook: {TIMESTAMP_HEADER} is not Unix seconds")
+        if abs(request.now - int(stamp)) > SIGNATURE_WINDOW:
+            raise BadWebhook(
+                403, f"webhook: stale, signed {request.now - int(stamp):+.0f} s from our clock"
+            )
+        scheme, _, digest = given.partition("=")
+        if scheme.strip().lower() != "sha256":
+            raise BadWebhook(403, f"webhook: {SIGNATURE_HEADER} is not sha256=<hex>")
+        expected = hmac.new(
+            self.inbound_secret.reveal().encode(),
+            stamp.encode() + b"." + request.body,
+            hashlib.sha256,
+        ).hexdigest()
+        if not hmac.compare_digest(
+            expected.encode(), digest.strip().lower().encode(errors="replace")
+        ):
+            raise BadWebhook(403, "webhook: signature does not match")
+
+    def parse_inbound(self, request: WebhookRequest) -> InboundSms:
+        payload = _payload(request)
+        paths = self.inbound_fields
+        return InboundSms(
+            provider_id=_text(payload, paths["id"], "id", identifier=True),
+            sender=_text(payload, paths["from"], "from"),
+            recipient=_text(payload, paths["to"], "to"),
+            body=_text(payload, paths["text"], "text", empty=True),
+        )
+
+    def parse_status(self, request: WebhookRequest) -> DeliveryReceipt:
+        payload = _payload(request)
+        paths = self.status_fields
+        status = _text(payload, paths["status"], "status")
+        code = _text(payload, paths["error_code"], "error_code", identifier=True, optional=True)
+        delivered: bool | None = None  # neither list: still on its way
+        if status.lower() in self.delivered_statuses:
+            delivered = True
+        elif status.lower() in self.failed_statuses:
+            delivered = False
+        return DeliveryReceipt(
+            provider_id=_text(payload, paths["id"], "id", identifier=True),
+            delivered=delivered,
+            status=status,
+            error_code=code,
+            kind=self.error_codes.get(code, FailureKind.PERMANENT) if delivered is False else None,
+        )
+
+    def webhook_reply(self) -> WebhookReply:
+        return WebhookReply()
+
+
+def _payload(request: WebhookRequest) -> Mapping[str, object]:
+    """The callback's fields: a JSON object, or a form with one value per field."""
+    if media_type(request) == "application/x-www-form-urlencoded":
+        form = form_fields(request.body)
+        return {name: one(form, name) for name in form}
+    return json_object(request.body)
+
+
+def _text(
+    payload: Mapping[str, object],
+    path: str,
+    what: str,
+    *,
+    identifier: bool = False,
+    empty: bool = False,
+    optional: bool = False,
+) -> str:
+    """The string at a dotted ``path``; numbers are accepted for ids and codes."""
+    node: object = payload
+    for step in path.split("."):
+        if isinstance(node, Mapping) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
+            node = node[int(step)]
+        else:
+            node = None
+            break
+    if node is None and optional:
+        return ""
+    if identifier and isinstance(node, int) and not isinstance(node, bool):
+        return str(node)
+    if isinstance(node, str) and (node or empty or optional):
+        return node
+    raise BadWebhook(400, f"webhook: no {what} (a string at {path!r})")
+
+
+def _field_paths(s: Table, name: str, defaults: Mapping[str, str]) -> Mapping[str, str]:
+    raw = s.data.get(name)
+    if raw is None:
+        return defaults
+    example = ", ".join(f'{key} = "{value}"' for key, value in defaults.items())
+    if not isinstance(raw, dict):
+        s.problem(name, f"expected a table, got {show(raw)} — e.g. {name} = {{ {example} }}")
+        return defaults
+    paths: dict[str, str] = {}
+    for key, value in raw.items():
+        if key not in defaults:
+            s.problem(name, f"{quote(key)}: not a field here — fields: {', '.join(defaults)}")
+        elif not isinstance(value, str) or not all(
+            _PATH_STEP.fullmatch(step) for step in value.split(".")
+        ):
+            s.problem(
+                name,
+                f'{key}: expected a field name or dotted path like "data.id", got {show(value)}',
+            )
+        else:
+            paths[key] = value
+    return paths
+
+
+def _error_codes(s: Table) -> dict[str, FailureKind]:
+    raw = s.data.get("error_codes")
+    if raw is None:
+        return {}
+    kinds = [kind.value for kind in FailureKind]
+    example = 'error_codes = { not_sms_capable = ["30006"], opted_out = ["21610"] }'
+    if not isinstance(raw, dict):
+        s.problem("error_codes", f"expected a table of kind = [codes], got {show(raw)} — {example}")
+        return {}
+    codes: dict[str, FailureKind] = {}
+    for kind, listed in raw.items():
+        if kind not in kinds:
+            s.problem(
+                "error_codes",
+                f"{quote(kind)}: not a kind — kinds: {', '.join(kinds)}",
+            )
+            continue
+        if not isinstance(listed, list) or not all(
+            isinstance(c, str | int) and not isinstance(c, bool) and str(c).strip() for c in listed
+        ):
+            s.problem("error_codes", f"{kind}: expected an array of codes — {example}")
+            continue
+        for code in listed:
+            text = str(code).strip()
+            if text in codes:
+                s.problem("error_codes", f"code {show(text)} is listed twice")
+            codes[text] = FailureKind(kind)
+    return codes
+
+
+# -- callback helpers shared by the adapters (plivo, voipms, console, webhook) --------------
+
+MIN_SECRET_CHARS: Final = 24
+_URL_SAFE: Final = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def read_callback_secret(
+    s: Table, base: Path, require_secrets: bool, spec: SecretSpec, *, in_url: bool = False
+) -> Secret | None:
+    """An optional secret that authenticates callbacks: at least 24 characters, and only
+    characters that need no escaping when it travels in a URL (``in_url``).
+
+    Absent, it is None and the adapter refuses every callback. Problems never show it.
+    """
+    present = spec.env_key in s.data or spec.file_key in s.data
+    secret, _ = read_secret(s, base, require_secrets and present, spec)
+    if secret is None:
+        return None
+    key = spec.env_key if spec.env_key in s.data else spec.file_key
+    value = secret.reveal()
+    how = "e.g. the output of openssl rand -hex 24"
+    if len(value) < MIN_SECRET_CHARS:
+        s.problem(key, f"the {spec.what} is shorter than {MIN_SECRET_CHARS} characters — {how}")
+        return None
+    if in_url and not _URL_SAFE.fullmatch(value):
+        s.problem(
+            key,
+            f"the {spec.what} goes in a URL: use only letters, digits and - _ . ~ — {how}",
+        )
+        return None
+    return secret
+
+
+def media_type(request: WebhookRequest) -> str:
+    """The Content-Type without its parameters, lower case ("" when absent)."""
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def query_fields(url: str) -> dict[str, list[str]]:
+    """The decoded query of ``url``, every value of every name (blank ones kept)."""
+    try:
+        return parse_qs(urlsplit(url).query, keep_blank_values=True, errors="strict")
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise BadWebhook(400, "query string is not UTF-8") from exc
+
+
+def form_fields(body: bytes) -> dict[str, list[str]]:
+    """A url-encoded form body, every value of every name (blank ones kept)."""
+    try:
+        return parse_qs(body.decode(), keep_blank_values=True, errors="strict")
+    except ValueError as exc:
+        raise BadWebhook(400, "form body is not UTF-8") from exc
+
+
+def json_object(body: bytes) -> dict[str, object]:
+    """A body that must be one JSON object."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise BadWebhook(400, "body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadWebhook(400, "body is not a JSON object")
+    return data
+
+
+def one(fields: Mapping[str, list[str]], name: str) -> str | None:
+    """The value of a field given at most once; BadWebhook(400) when repeated."""
+    values = fields.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadWebhook(400, f"{name} given {len(values)} times")
+    return values[0]
+
+
+def check_url_token(request: WebhookRequest, token: Secret | None, *, who: str, key: str) -> None:
+    """BadWebhook(403) unless the URL's ``token`` query parameter is ``token``."""
+    if token is None:
+        raise BadWebhook(403, f"{who}: no {key} configured, callbacks are refused")
+    given = query_fields(request.url).get("token", [])
+    if len(given) != 1:
+        raise BadWebhook(403, f"{who}: the callback URL has {len(given)} token parameters, not 1")
+    if not hmac.compare_digest(given[0].encode(), token.reveal().encode()):
+        raise BadWebhook(403, f"{who}: wrong token in the callback URL")
 
 
 def _fields(s: Table, *, nested: bool) -> Mapping[str, Template]:
