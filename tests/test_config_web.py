@@ -667,7 +667,10 @@ class TestSummary:
             "(signed, secret from environment variable TB_HOOK)"
         ) in lines
         assert "notify: urgent keywords URGENT; urgent replies are texted to +1415***0101" in lines
-        assert "notify: 5 attempts per notice, 10 s each, retries from 2 s apart" in lines
+        assert (
+            "notify: 5 attempts per notice, 10 s each, the first retry after 2 s, "
+            "each wait doubling"
+        ) in lines
         assert SECRET not in joined
         assert "XXXXSECRETPATH" not in joined
         assert "+14155550101" not in joined

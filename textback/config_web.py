@@ -136,7 +136,7 @@ DEFAULT_LOGIN_RATE: Final = 5
 COOKIE_SECRET: Final = SecretSpec(
     key="cookie_secret",
     what="cookie secret",
-    origin="`openssl rand -hex 32` (any long random string)",
+    origin="`openssl rand -hex 32`",
     env_example="TEXTBACK_COOKIE_SECRET",
     file_example="/etc/textback/cookie-secret",
 )
@@ -434,7 +434,7 @@ SMTP_PASSWORD: Final = SecretSpec(
 WEBHOOK_SECRET: Final = SecretSpec(
     key="webhook_secret",
     what="webhook signing secret",
-    origin="the system receiving the webhook (any long random string both sides know)",
+    origin="the system the webhook goes to (a long random string you both know)",
     env_example="TEXTBACK_NOTIFY_WEBHOOK_SECRET",
     file_example="/etc/textback/notify-webhook-secret",
 )
@@ -763,7 +763,7 @@ def notify_summary(notify: NotifyConfig | None) -> list[str]:
     )
     lines.append(
         f"notify: {notify.retry_attempts} attempts per notice, {notify.timeout:g} s each, "
-        f"retries from {notify.retry_base_seconds:g} s apart"
+        f"the first retry after {notify.retry_base_seconds:g} s, each wait doubling"
     )
     return lines
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final
 
 from textback.config import Config
 from textback.core.keywords import Intent, classify, is_urgent
 from textback.gateways.base import DeliveryReceipt, FailureKind, Gateway, InboundSms
 from textback.log import get_logger
+from textback.notify import ReplyNotice, StaffNotifier
 from textback.numbers import national, to_e164
 from textback.outbox import OPT_OUT_CONFIRMATION
 from textback.store import Store
@@ -33,24 +34,6 @@ log = get_logger(__name__)
 DEFAULT_URGENT: Final = ("URGENT",)
 
 
-class Notifier(Protocol):
-    """Where staff hear about replies (textback.notify.StaffNotifier)."""
-
-    async def reply_received(self, notice: ReplyNotice) -> None: ...
-    async def urgent(self, notice: ReplyNotice) -> None: ...
-
-
-class ReplyNotice(Protocol):
-    e164: str
-    caller_name: str
-    body: str
-    urgent: bool
-    inbox_url: str
-
-
-NoticeFactory = Callable[[str, str, str, bool, str], ReplyNotice]
-
-
 class Conversations:
     def __init__(
         self,
@@ -58,8 +41,7 @@ class Conversations:
         store: Store,
         gateway: Gateway,
         *,
-        notifier: Notifier | None = None,
-        make_notice: NoticeFactory | None = None,
+        notifier: StaffNotifier | None = None,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -67,15 +49,11 @@ class Conversations:
         self.store = store
         self.gateway = gateway
         self.notifier = notifier
-        self.make_notice = make_notice
         self.wake = wake
         self.clock = clock
-        notify = getattr(config, "notify", None)
-        self.urgent_keywords: tuple[str, ...] = tuple(
-            getattr(notify, "urgent_keywords", DEFAULT_URGENT) or DEFAULT_URGENT
-        )
-        web = getattr(config, "web", None)
-        self.inbox_url: str = getattr(web, "public_url", "") or ""
+        notify = config.notify
+        self.urgent_keywords = notify.urgent_keywords if notify is not None else DEFAULT_URGENT
+        self.inbox_url = config.web.public_url if config.web is not None else ""
 
     # -- callbacks from the webhook server -----------------------------------------------
 
@@ -195,12 +173,14 @@ class Conversations:
     # -- staff --------------------------------------------------------------------------------
 
     async def _tell_staff(self, sender: str, body: str, urgent: bool) -> None:
-        if self.notifier is None or self.make_notice is None:
+        if self.notifier is None:
             return
         thread = await self.store.inbox.thread(sender)
         name = thread.caller_name if thread is not None else ""
         link = f"{self.inbox_url}/c/{sender}" if self.inbox_url else ""
-        notice = self.make_notice(sender, name, body, urgent, link)
+        notice = ReplyNotice(
+            e164=sender, caller_name=name, body=body, urgent=urgent, inbox_url=link
+        )
         try:
             if urgent:
                 await self.notifier.urgent(notice)

@@ -17,8 +17,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Final, Protocol, TextIO
 
+from aiohttp import web
+
 from textback.callview import CallNumbers, verdict_record
 from textback.config import AsteriskConfig, Config, FreeswitchConfig
+from textback.conversations import Conversations
 from textback.core.asterisk import AmiCorrelator
 from textback.core.freeswitch import FsCorrelator
 from textback.core.verdict import CallNotice, CallVerdict, Verdict
@@ -26,9 +29,11 @@ from textback.delivery import Delivery
 from textback.errors import ConfigError
 from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
+from textback.notify import StaffNotifier
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
 from textback.store import Store
+from textback.web.app import WebDeps, start_web
 
 log = get_logger(__name__)
 
@@ -135,24 +140,60 @@ class Daemon:
         self.gateway = config.gateway
         self.store: Store | None = None
         self.delivery: Delivery | None = None
+        self.conversations: Conversations | None = None
+        self.notifier: StaffNotifier | None = None
+        self.web: web.AppRunner | None = None
 
     async def run(self) -> None:
         """Run until cancelled."""
-        self.store = store = await Store.open(self.config.daemon.database)
-        self.delivery = delivery = Delivery(self.config, store, self.gateway, clock=self.clock)
+        config = self.config
+        self.store = store = await Store.open(config.daemon.database)
+        self.delivery = delivery = Delivery(config, store, self.gateway, clock=self.clock)
+        self.conversations = conversations = Conversations(
+            config,
+            store,
+            self.gateway,
+            wake=delivery.wake.set,
+            clock=self.clock,
+        )
+        if config.notify is not None:
+            zone = config.hours.timezone if config.hours is not None else "UTC"
+
+            async def on_call_text(number: str, text: str) -> None:
+                await conversations.enqueue(number, text, kind="urgent_alert")
+
+            self.notifier = StaffNotifier(
+                config.notify, send_sms=on_call_text, clock=self.clock, timezone=zone
+            )
+            conversations.notifier = self.notifier
         log.info(
             "textback_started",
-            database=str(self.config.daemon.database),
-            trunks=",".join(t.name for t in self.config.trunks.trunks),
+            database=str(config.daemon.database),
+            trunks=",".join(t.name for t in config.trunks.trunks),
             gateway=self.gateway.name,
         )
         try:
             await self.gateway.start(GatewayContext(ami_action=self.ami_action, out=self.out))
+            if self.notifier is not None:
+                await self.notifier.start()
+            if config.web is not None:
+                deps = WebDeps(
+                    config=config,
+                    store=store,
+                    conversations=conversations,
+                    gateways={self.gateway.name: self.gateway},
+                    clock=self.clock,
+                )
+                self.web = await start_web(deps)
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self.source.run(), name="pbx-source")
                 tasks.create_task(self._pump(), name="correlator")
                 tasks.create_task(delivery.run(), name="delivery")
         finally:
+            if self.web is not None:
+                await self.web.cleanup()
+            if self.notifier is not None:
+                await self.notifier.aclose()
             await self.gateway.aclose()
             await store.aclose()
             log.info("textback_stopped")
