@@ -29,7 +29,7 @@ from textback.delivery import Delivery
 from textback.errors import ConfigError
 from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
-from textback.notify import StaffNotifier
+from textback.notify import MissedCallNotice, StaffNotifier
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
 from textback.store import Store
@@ -157,7 +157,7 @@ class Daemon:
             clock=self.clock,
         )
         if config.notify is not None:
-            zone = config.hours.timezone if config.hours is not None else "UTC"
+            zone = config.sending.timezone
 
             async def on_call_text(number: str, text: str) -> None:
                 await conversations.enqueue(number, text, kind="urgent_alert")
@@ -268,6 +268,22 @@ class Daemon:
         else:
             log.info("call_judged", **fields)
         await self.delivery.on_verdict(verdict)
+        if self.notifier is not None and verdict.verdict is Verdict.MISSED:
+            inbox = (
+                self.config.web.url(f"/c/{numbers.caller_e164}")
+                if (self.config.web is not None and numbers.caller_e164)
+                else ""
+            )
+            await self.notifier.missed_call(
+                MissedCallNotice(
+                    e164=numbers.caller_e164 or str(record["caller"]),
+                    caller_name=verdict.caller_name,
+                    did=numbers.did_e164 or verdict.did,
+                    reason=verdict.reason.value,
+                    at=verdict.started_at,
+                    inbox_url=inbox,
+                )
+            )
         if self.on_verdict is not None:
             await self.on_verdict(verdict)
 
