@@ -165,8 +165,6 @@ class TestWebValid:
         assert (w.session_hours, w.session_seconds, w.login_rate) == (12.0, 43200.0, 5)
         assert w.users == (WebUser("alice", HASH),)
         assert w.secure_cookies
-        assert w.cookie_secret_source == ""
-        assert len(w.cookie_secret.reveal()) >= 32
         assert ours(config) == []
 
     def test_no_table_no_server(self, tmp_path: Path) -> None:
@@ -175,17 +173,8 @@ class TestWebValid:
 
         assert (config.web, config.notify) == (None, None)
 
-    def test_random_cookie_secret_differs_per_load(self, tmp_path: Path) -> None:
-        """Without cookie_secret_* each load (each process) makes its own random secret."""
-        first, second = loaded(tmp_path, web()).web, loaded(tmp_path, web()).web
-
-        assert first is not None
-        assert second is not None
-        assert first.cookie_secret.reveal() != second.cookie_secret.reveal()
-
-    def test_everything_set(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Every key is read: IPv6 listen, trailing slash dropped, hours, rate, users, secret."""
-        monkeypatch.setenv("TB_COOKIE", SECRET)
+    def test_everything_set(self, tmp_path: Path) -> None:
+        """Every key is read: IPv6 listen, trailing slash dropped, hours, rate, users."""
         users = USER + '[[web.users]]\nname = "bob.smith@acme"\npassword_hash = "' + HASH + '"\n'
         text = web(
             users,
@@ -193,7 +182,6 @@ class TestWebValid:
             public_url='"http://127.0.0.1:8443/textback/"',
             session_hours="0.5",
             login_rate="10",
-            cookie_secret_env='"TB_COOKIE"',
         )
 
         config = loaded(tmp_path, text)
@@ -208,18 +196,7 @@ class TestWebValid:
         assert not w.secure_cookies
         assert (w.session_hours, w.login_rate) == (0.5, 10)
         assert [u.name for u in w.users] == ["alice", "bob.smith@acme"]
-        assert w.cookie_secret == Secret(SECRET)
-        assert w.cookie_secret_source == "environment variable TB_COOKIE"
         assert ours(config) == []
-
-    def test_cookie_secret_file(self, tmp_path: Path) -> None:
-        """cookie_secret_file reads the secret from a file next to the config."""
-        (tmp_path / "cookie").write_text(SECRET + "\n")
-
-        config = loaded(tmp_path, web(cookie_secret_file='"cookie"'))
-
-        assert config.web is not None
-        assert config.web.cookie_secret == Secret(SECRET)
 
     def test_not_loopback_is_a_notice(self, tmp_path: Path) -> None:
         """Listening on all addresses loads, with a notice to put a reverse proxy in front."""
@@ -258,7 +235,6 @@ WEB_ERRORS = [
     ("rate-bool", {"login_rate": "true"}, "web.login_rate", "got true"),
     ("unknown-port", {"port": "8080"}, "web.port", 'listen = "127.0.0.1:8080"'),
     ("unknown-url", {"url": PUBLIC}, "web.url", "did you mean public_url?"),
-    ("secret-env-bad", {"cookie_secret_env": '"x y"'}, "web.cookie_secret_env", "the NAME of"),
 ]
 
 
@@ -355,36 +331,16 @@ class TestWebProblems:
         assert "`textback passwd`" in problem
         assert "hunter2" not in problem
 
-    def test_inline_cookie_secret(self, tmp_path: Path) -> None:
-        """An inline cookie_secret is refused with the _env/_file keys, never echoed."""
-        [problem] = problems_of(tmp_path, web(cookie_secret=f'"{SECRET}"'))
+    @pytest.mark.parametrize("key", ["cookie_secret", "cookie_secret_env", "cookie_secret_file"])
+    def test_cookie_secret_not_needed(self, tmp_path: Path, key: str) -> None:
+        """A cookie secret key, inline or _env/_file, is unknown: sessions live in memory."""
+        [problem] = problems_of(tmp_path, web(**{key: f'"{SECRET}"'}))
 
-        assert problem.startswith("web.cookie_secret: unknown key — secrets may not be written")
-        assert "cookie_secret_env" in problem
-        assert "cookie_secret_file" in problem
+        assert problem == (
+            f"web.{key}: unknown key — not needed: sessions are kept in memory and end when "
+            "textback restarts"
+        )
         assert SECRET not in problem
-
-    def test_short_cookie_secret(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """A cookie secret under 32 characters is refused without showing it."""
-        monkeypatch.setenv("TB_COOKIE", "short-secret")
-
-        [problem] = problems_of(tmp_path, web(cookie_secret_env='"TB_COOKIE"'))
-
-        assert problem.startswith("web.cookie_secret_env: the cookie secret is shorter than 32")
-        assert "openssl rand -hex 32" in problem
-        assert "short-secret" not in problem
-
-    def test_unset_cookie_secret_env(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """A named but unset cookie secret variable is a problem when secrets are required."""
-        monkeypatch.delenv("TB_COOKIE", raising=False)
-        text = web(cookie_secret_env='"TB_COOKIE"')
-
-        [problem] = problems_of(tmp_path, text, require_secrets=True)
-        config = loaded(tmp_path, text, require_secrets=False)
-
-        assert problem.startswith("web.cookie_secret_env: environment variable TB_COOKIE is not")
-        assert config.web is not None
-        assert len(config.web.cookie_secret.reveal()) >= 32
 
     def test_web_not_a_table(self, tmp_path: Path) -> None:
         """web = "..." is one problem asking for a [web] table."""
@@ -613,10 +569,9 @@ class TestSummary:
         assert any(line.startswith("web: not configured (no [web] table)") for line in lines)
         assert any(line.startswith("notify: not configured (no [notify] table)") for line in lines)
 
-    def test_web(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The web lines give the address, URL, users and the secret's source, not the secret."""
-        monkeypatch.setenv("TB_COOKIE", SECRET)
-        config = loaded(tmp_path, web(cookie_secret_env='"TB_COOKIE"'))
+    def test_web(self, tmp_path: Path) -> None:
+        """The web lines give the address, URL, users and session limits, not the hashes."""
+        config = loaded(tmp_path, web())
 
         lines = summary(config)
 
@@ -627,16 +582,16 @@ class TestSummary:
         ) in lines
         assert (
             "web: users alice; sessions last 12 h; at most 5 login attempts per minute per "
-            "address; cookie secret from environment variable TB_COOKIE"
+            "address; sessions are kept in memory (everyone logs in again after a restart)"
         ) in lines
-        assert SECRET not in text
         assert HASH not in text
 
-    def test_random_cookie_secret_explained(self, tmp_path: Path) -> None:
-        """Without a cookie secret the summary says logins end at restart."""
+    def test_sessions_end_on_restart_explained(self, tmp_path: Path) -> None:
+        """The summary says sessions are in memory, so logins end at restart."""
         text = "\n".join(summary(loaded(tmp_path, web())))
 
-        assert "cookie secret random per process (everyone logs in again after a restart)" in text
+        assert "sessions are kept in memory (everyone logs in again after a restart)" in text
+        assert "cookie secret" not in text
 
     def test_notify(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         """The notify lines name channels and sources, mask numbers, and hide URL paths."""
@@ -696,11 +651,7 @@ def uncommented(text: str) -> str:
         line[2:] if re.match(r"# (\[|[a-z_]+ = )", line) else line for line in tail.splitlines()
     ]
     # The example shows both ways to give a secret; only one may be used.
-    kept = [
-        line
-        for line in lines
-        if not re.match(r"(cookie_secret|smtp_password|webhook_secret)_file", line)
-    ]
+    kept = [line for line in lines if not re.match(r"(smtp_password|webhook_secret)_file", line)]
     return text[: text.index("\n# [web]\n")] + "\n".join(kept) + "\n"
 
 
@@ -747,8 +698,6 @@ class TestExample:
         assert config.web == WebConfig(
             public_url="https://textback.example.com",
             users=(WebUser("alice", HASH),),
-            cookie_secret=config.web.cookie_secret,
-            cookie_secret_source="environment variable TEXTBACK_COOKIE_SECRET (not available now)",
         )
         assert config.notify.email_to == ("office@acme.example",)
         assert config.notify.on_call == ("+15555550123",)

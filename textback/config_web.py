@@ -2,7 +2,7 @@
 
 Shell layer, split from ``config.py`` like ``config_delivery.py``; ``config.load`` calls
 :func:`read_web` and :func:`read_notify`. Every problem is one line naming its TOML key and the
-fix; credentials (the SMTP password, the webhook and cookie secrets, password hashes) are read
+fix; credentials (the SMTP password, the webhook secret, password hashes) are read
 by reference or checked for shape, and never echoed.
 
 A password hash is ``scrypt$N$r$p$salt$hash`` (salt and hash in standard base64), made by
@@ -133,14 +133,6 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8080
 DEFAULT_SESSION_HOURS: Final = 12.0
 DEFAULT_LOGIN_RATE: Final = 5
-COOKIE_SECRET: Final = SecretSpec(
-    key="cookie_secret",
-    what="cookie secret",
-    origin="`openssl rand -hex 32`",
-    env_example="TEXTBACK_COOKIE_SECRET",
-    file_example="/etc/textback/cookie-secret",
-)
-_MIN_COOKIE_SECRET: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +143,6 @@ class WebUser:
     password_hash: str = field(repr=False)
 
 
-def _random_cookie_secret() -> Secret:
-    return Secret(secrets.token_urlsafe(32))
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WebConfig:
     public_url: str  # what providers and browsers reach us at; no trailing slash
@@ -163,11 +151,6 @@ class WebConfig:
     port: int = DEFAULT_PORT
     session_hours: float = DEFAULT_SESSION_HOURS
     login_rate: int = DEFAULT_LOGIN_RATE  # login attempts per minute from one address
-    # Signs session cookies. Random per process when none is configured, so sessions then end
-    # when textback restarts.
-    cookie_secret: Secret = field(default_factory=_random_cookie_secret)
-    # For humans ("environment variable X", "file /path"); "" when random per process.
-    cookie_secret_source: str = ""
 
     @property
     def listen(self) -> str:
@@ -203,9 +186,8 @@ WEB_KEYS: Final = (
     "session_hours",
     "login_rate",
     "users",
-    COOKIE_SECRET.env_key,
-    COOKIE_SECRET.file_key,
 )
+_NO_COOKIE_SECRET: Final = "not needed: sessions are kept in memory and end when textback restarts"
 _LISTEN_HINT: Final = f'write host:port in listen, e.g. listen = "{DEFAULT_LISTEN}"'
 _WEB_HINTS: Final = {
     "host": _LISTEN_HINT,
@@ -214,8 +196,10 @@ _WEB_HINTS: Final = {
     "address": _LISTEN_HINT,
     "url": "did you mean public_url?",
     "base_url": "did you mean public_url?",
-    "cookie_secret": f"secrets may not be written in this file — {COOKIE_SECRET.howto}",
-    "secret": f"secrets may not be written in this file — {COOKIE_SECRET.howto}",
+    "secret": "the inbox needs no secret here: logins are users with password hashes",
+    "cookie_secret": _NO_COOKIE_SECRET,
+    "cookie_secret_env": _NO_COOKIE_SECRET,
+    "cookie_secret_file": _NO_COOKIE_SECRET,
     "password": "passwords never go in this file — under [[web.users]], set password_hash: "
     + _MAKE_ONE,
     "user": "write each user as a [[web.users]] table with name and password_hash",
@@ -261,16 +245,6 @@ def read_web(
         fix="login attempts allowed per minute from one address (default 5)",
     )
     users = _users(s)
-    wanted = COOKIE_SECRET.env_key in data or COOKIE_SECRET.file_key in data
-    secret, source = read_secret(s, base, require_secrets and wanted, COOKIE_SECRET)
-    if secret is not None and len(secret.reveal()) < _MIN_COOKIE_SECRET:
-        key = COOKIE_SECRET.env_key if COOKIE_SECRET.env_key in data else COOKIE_SECRET.file_key
-        s.problem(
-            key,
-            f"the cookie secret is shorter than {_MIN_COOKIE_SECRET} characters — "
-            "make a long random one, e.g. `openssl rand -hex 32`",
-        )
-        secret = None
     return WebConfig(
         public_url=public_url,
         users=users,
@@ -278,11 +252,6 @@ def read_web(
         port=port,
         session_hours=session_hours,
         login_rate=login_rate,
-        cookie_secret=secret if secret is not None else _random_cookie_secret(),
-        # Only without require_secrets can a named secret be missing here (check-config).
-        cookie_secret_source=(
-            source if secret is not None or not source else f"{source} (not available now)"
-        ),
     )
 
 
@@ -716,16 +685,12 @@ def web_summary(web: WebConfig | None) -> list[str]:
             "web: not configured (no [web] table): no inbox, and no replies or delivery "
             "receipts are received"
         ]
-    cookie = (
-        f"cookie secret from {web.cookie_secret_source}"
-        if web.cookie_secret_source
-        else "cookie secret random per process (everyone logs in again after a restart)"
-    )
     names = ", ".join(user.name for user in web.users) or "(none)"
     return [
         f"web: inbox and provider webhooks on {web.listen}, public URL {web.public_url}",
         f"web: users {names}; sessions last {web.session_hours:g} h; at most "
-        f"{web.login_rate} login attempts per minute per address; {cookie}",
+        f"{web.login_rate} login attempts per minute per address; sessions are kept in memory "
+        "(everyone logs in again after a restart)",
     ]
 
 
