@@ -279,3 +279,25 @@ def test_demo_on_freeswitch_runs_the_same_pipeline() -> None:
     assert "SMS to +14155550101: Hi, this is Acme Plumbing" in result.stdout
     assert "unavailable" in result.stdout
     assert "cancelled (recovered)" in result.stdout
+
+
+def test_passwd_prints_a_users_table_whose_hash_checks_out() -> None:
+    """`textback passwd alice` turns the password into a [[web.users]] entry the login accepts."""
+    import subprocess
+
+    from textback.config_web import verify_password
+
+    result = subprocess.run(
+        [sys.executable, "-m", "textback", "passwd", "alice"],
+        cwd=REPO,
+        input="correct horse battery staple\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert '[[web.users]]\nname = "alice"' in result.stdout
+    stored = result.stdout.split('password_hash = "')[1].split('"')[0]
+    assert verify_password("correct horse battery staple", stored)
+    assert not verify_password("wrong password", stored)
+    assert "correct horse" not in result.stdout
