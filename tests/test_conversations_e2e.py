@@ -44,7 +44,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(tmp_path: Path, ami_port: int, provider_url: str, web_port: int) -> Path:
+def write_config(
+    tmp_path: Path, ami_port: int, provider_url: str, web_port: int, extra: str = ""
+) -> Path:
     (tmp_path / "ami-secret").write_text("textback\n")
     (tmp_path / "twilio-token").write_text(TOKEN + "\n")
     path = tmp_path / "textback.toml"
@@ -80,6 +82,7 @@ public_url = "http://127.0.0.1:{web_port}"
 [[web.users]]
 name = "alice"
 password_hash = "{hash_password(PASSWORD)}"
+{extra}
 """
     )
     return path
@@ -137,14 +140,14 @@ def rows(tmp_path: Path, sql: str) -> list[tuple[object, ...]]:
 
 @contextlib.asynccontextmanager
 async def running(
-    tmp_path: Path, captures: list[bytes]
+    tmp_path: Path, captures: list[bytes], extra: str = ""
 ) -> AsyncIterator[tuple[TwilioFake, AmiSimulator, str]]:
     web_port = free_port()
     async with (
         TwilioFake(account=ACCOUNT, token=TOKEN) as fake,
         AmiSimulator(captures, SimulatorOptions()) as pbx,
     ):
-        config = load(write_config(tmp_path, pbx.port, fake.url, web_port))
+        config = load(write_config(tmp_path, pbx.port, fake.url, web_port, extra))
         daemon = Daemon(config)
         task = asyncio.create_task(daemon.run())
         try:
@@ -184,6 +187,18 @@ class TestStop:
             for _ in range(2):
                 assert await post_reply(web_url, "hello", "SM" + "3" * 32) == 200
             assert rows(tmp_path, "SELECT COUNT(*) FROM messages") == [(1,)]
+
+
+async def test_urgent_reply_texts_the_on_call_phone(tmp_path: Path) -> None:
+    """A reply saying URGENT is flagged and texted at once to the on-call number."""
+    on_call = "+14155550999"
+    extra = f'[notify]\non_call = ["{on_call}"]\nurgent_keywords = ["URGENT"]\n'
+    async with running(tmp_path, [], extra) as (fake, _, web_url):
+        assert await post_reply(web_url, "URGENT: water everywhere", "SM" + "5" * 32) == 200
+        await until(lambda: any(r.form["To"] == on_call for r in fake.requests), "the alert")
+    alert = next(r.form for r in fake.requests if r.form["To"] == on_call)
+    assert "water everywhere" in alert["Body"]
+    assert rows(tmp_path, "SELECT urgent FROM messages") == [(1,)]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (CI installs it)")
