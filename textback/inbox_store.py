@@ -17,8 +17,7 @@ text; conversion happens here, and everything handed out is Unix seconds.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import time as wall_time
@@ -26,8 +25,8 @@ from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from textback.core.keywords import Intent
-from textback.errors import StoreError
 from textback.outbox import Connected
+from textback.sqltx import as_store_error, immediate
 
 ThreadKind = Literal["call", "text", "reply", "our_reply", "note"]
 
@@ -403,25 +402,11 @@ class Inbox:
     def _conn(self) -> sqlite3.Connection:
         return self._db.live()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        # IMMEDIATE: take the write lock up front (see Outbox._transaction).
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn())
 
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot {doing} the inbox in {self._db.path}: {exc}") from exc
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return as_store_error(doing, "the inbox", self._db.path)
 
 
 # -- helpers (all on the connection's thread) ---------------------------------------------

@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 from textback.core.policy import History
-from textback.errors import StoreError
+from textback.sqltx import as_store_error, immediate
 
 # The template of the single text that confirms an opt-out (sent after it).
 OPT_OUT_CONFIRMATION: Final = "opt_out_confirmation"
@@ -543,27 +542,11 @@ class Outbox:
     def _conn(self) -> sqlite3.Connection:
         return self._db.live()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        # IMMEDIATE: take the write lock up front, so a CLI writing beside the
-        # daemon waits (busy_timeout) instead of failing mid-transaction.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            # SQLite may already have rolled back (disk full, I/O error).
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn())
 
-    @contextmanager
-    def _errors(self, doing: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot {doing} the outbox in {self._db.path}: {exc}") from exc
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return as_store_error(doing, "the outbox", self._db.path)
 
 
 def _row(values: tuple[Any, ...]) -> OutboxRow:
