@@ -174,9 +174,12 @@ class TwilioFake(FakeProvider):
         self.account = account
         self.token = token
         self.user = user or account
+        self.account_status = "active"  # what the Account resource says: "suspended", ...
+        self.account_type = "Full"  # or "Trial"
         self.app.router.add_route(
             "*", prefix + "/2010-04-01/Accounts/{account}/Messages.json", self.create
         )
+        self.app.router.add_get(prefix + "/2010-04-01/Accounts/{account}.json", self.fetch_account)
 
     @staticmethod
     def error(code: int, status: int = 400, message: str = "", **headers: str) -> Reply:
@@ -189,14 +192,42 @@ class TwilioFake(FakeProvider):
         }
         return Reply(status, body, {k.replace("_", "-"): v for k, v in headers.items()})
 
-    async def create(self, request: web.Request) -> web.StreamResponse:
-        recorded, scripted = await self.answer(request)
-        if scripted is not None:
-            return scripted
+    def refused(self, request: web.Request, recorded: Recorded) -> web.Response | None:
+        """Twilio's answer to wrong credentials or someone else's account; None if both fit."""
         if recorded.basic_auth() != (self.user, self.token):
             return self.error(20003, 401, "Authenticate").response()
         if request.match_info["account"] != self.account:
             return self.error(20404, 404, "The requested resource was not found").response()
+        return None
+
+    async def fetch_account(self, request: web.Request) -> web.StreamResponse:
+        """GET the Account resource (an API key may not: 401, as Twilio answers it)."""
+        recorded, scripted = await self.answer(request)
+        if scripted is not None:
+            return scripted
+        if self.user != self.account:
+            return self.error(20003, 401, "Authenticate").response()
+        refused = self.refused(request, recorded)
+        if refused is not None:
+            return refused
+        return web.json_response(
+            {
+                "sid": self.account,
+                "friendly_name": "Acme Plumbing",
+                "status": self.account_status,
+                "type": self.account_type,
+            }
+        )
+
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        recorded, scripted = await self.answer(request)
+        if scripted is not None:
+            return scripted
+        refused = self.refused(request, recorded)
+        if refused is not None:
+            return refused
+        if request.method == "GET":  # the message list
+            return web.json_response({"messages": [], "page": 0, "page_size": 1})
         form = recorded.form
         if "To" not in form:
             return self.error(21604, 400, "A 'To' phone number is required.").response()
@@ -227,7 +258,27 @@ class TelnyxFake(FakeProvider):
     def __init__(self, *, api_key: str = "KEY-telnyx") -> None:
         super().__init__()
         self.api_key = api_key
+        self.balance = "300.00"
         self.app.router.add_route("*", "/v2/messages", self.create)
+        self.app.router.add_get("/v2/balance", self.fetch_balance)
+
+    async def fetch_balance(self, request: web.Request) -> web.StreamResponse:
+        recorded, scripted = await self.answer(request)
+        if scripted is not None:
+            return scripted
+        if recorded.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return self.error(10009, 401, "Authentication failed").response()
+        return web.json_response(
+            {
+                "data": {
+                    "record_type": "balance",
+                    "balance": self.balance,
+                    "credit_limit": "100.00",
+                    "available_credit": "400.00",
+                    "currency": "USD",
+                }
+            }
+        )
 
     @staticmethod
     def error(code: int, status: int = 400, title: str = "", **headers: str) -> Reply:
@@ -280,6 +331,18 @@ class VonageFake(FakeProvider):
         self.api_key = api_key
         self.api_secret = api_secret
         self.app.router.add_route("*", "/sms/json", self.create)
+        self.app.router.add_get("/account/get-balance", self.fetch_balance)
+
+    async def fetch_balance(self, request: web.Request) -> web.StreamResponse:
+        recorded, scripted = await self.answer(request)
+        if scripted is not None:
+            return scripted
+        query = recorded.query
+        if (query.get("api_key"), query.get("api_secret")) != (self.api_key, self.api_secret):
+            return web.json_response(
+                {"error-code": "401", "error-code-label": "authentication failed"}, status=401
+            )
+        return web.json_response({"value": 10.28, "autoReload": False})
 
     @staticmethod
     def part(status: int, text: str = "") -> dict[str, str]:

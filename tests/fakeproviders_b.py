@@ -68,6 +68,26 @@ class PlivoFake(FakeProvider):
         self.auth_id = auth_id
         self.token = token
         self.app.router.add_route("*", "/v1/Account/{auth_id}/Message/", self.create)
+        self.app.router.add_get("/v1/Account/{auth_id}/", self.fetch_account)
+
+    async def fetch_account(self, request: web.Request) -> web.StreamResponse:
+        recorded, scripted = await self.answer(request)
+        if scripted is not None:
+            return scripted
+        if recorded.basic_auth() != (self.auth_id, self.token):
+            return web.Response(status=401, text="Could not verify your access level")
+        if request.match_info["auth_id"] != self.auth_id:
+            return self.error("not found", 404).response()
+        return web.json_response(
+            {
+                "account_type": "standard",
+                "auth_id": self.auth_id,
+                "cash_credits": "22.75000",
+                "name": "Acme Plumbing",
+                "state": "",
+                "resource_uri": f"/v1/Account/{self.auth_id}/",
+            }
+        )
 
     @staticmethod
     def error(text: str, status: int = 400, **headers: str) -> Reply:
@@ -136,6 +156,10 @@ class VoipMsFake(FakeProvider):
             self.password,
         ):
             return self.status("invalid_credentials").response()
+        if query.get("method") == "getBalance":
+            return web.json_response(
+                {"status": "success", "balance": {"current_balance": "25.3400"}}
+            )
         if query.get("method") != "sendSMS":
             return self.status("invalid_method").response()
         if query.get("did") not in self.dids:

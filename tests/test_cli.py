@@ -97,7 +97,7 @@ def run_config(tmp_path: Path, port: int, secret: str) -> Path:
     secret_file.write_text(secret + "\n")
     path = tmp_path / "textback.toml"
     path.write_text(
-        f'[daemon]\ndatabase = "{tmp_path / "textback.db"}"\nlog_format = "logfmt"\n'
+        f'[daemon]\ndatabase = "{tmp_path / "textback.db"}"\n[log]\nformat = "logfmt"\n'
         '[business]\nname = "Acme Plumbing"\n'
         f'[asterisk]\nport = {port}\nsecret_file = "{secret_file}"\n'
         "reconnect_min = 0.1\nreconnect_max = 0.5\nauth_retry = 30\n"

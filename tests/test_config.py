@@ -15,6 +15,9 @@ from textback.config import (
     CorrelationConfig,
     DaemonConfig,
     FreeswitchConfig,
+    LogConfig,
+    MetricsConfig,
+    RoiConfig,
     load,
     summary,
 )
@@ -72,6 +75,18 @@ def freeswitch_example() -> str:
     [freeswitch] = re.findall(r"^# \[freeswitch\]\n(?:# .*\n)*", text, re.M)
     text = text.replace(asterisk, "")
     return text.replace(freeswitch, re.sub("^# ", "", freeswitch, flags=re.M))
+
+
+# What the example (average_job_value = 0) adds after its template notices.
+ROI_NOTICE = (
+    "roi.average_job_value: is 0, so textback stats counts recovered callers but shows no "
+    "money — set average_job_value to what a typical job is worth (e.g. 250) to see money in "
+    "textback stats",
+)
+
+
+def template_notices(config: Config) -> list[str]:
+    return [notice for notice in config.notices if notice.startswith("templates.")]
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -145,8 +160,8 @@ class TestExampleFile:
         ]
 
         assert levels == ["info"] * 4
-        assert len(config.notices) == 4
-        assert all(": 1 SMS segment (GSM-7, " in n for n in config.notices)
+        assert len(template_notices(config)) == 4
+        assert all(": 1 SMS segment (GSM-7, " in n for n in template_notices(config))
 
     def test_commented_template_examples_load(self, tmp_path: Path) -> None:
         """The commented custom template and route, switched on, load with no new notice."""
@@ -165,8 +180,9 @@ class TestExampleFile:
             ("+15555550199",),
             "",
         )
-        assert len(config.notices) == 6
-        assert all(": 1 SMS segment (GSM-7, " in n for n in config.notices)
+        assert len(template_notices(config)) == 6
+        assert all(": 1 SMS segment (GSM-7, " in n for n in template_notices(config))
+        assert config.notices[len(template_notices(config)) :] == ROI_NOTICE
 
     @pytest.mark.parametrize(
         "kind",
@@ -304,11 +320,12 @@ class TestExampleFile:
         ("header", "keys"),
         [
             ("[daemon]", {f.name for f in dataclasses.fields(DaemonConfig)}),
+            ("[log]", {f.name for f in dataclasses.fields(LogConfig)}),
             ("[business]", {f.name for f in dataclasses.fields(BusinessConfig)}),
             (
                 "[asterisk]",
                 {f.name for f in dataclasses.fields(AsteriskConfig)} - {"secret", "secret_source"}
-                | {"secret_env", "secret_file"},
+                | {"secret_env", "secret_file", "secret_credential"},
             ),
             (
                 "# [freeswitch]",
@@ -334,6 +351,8 @@ class TestExampleFile:
             ("# [[templates.route]]", {"name", "dids", "trunks", "business", "link", "templates"}),
             ("[sending]", {f.name for f in dataclasses.fields(SendingConfig)}),
             ("[gateway]", {"kind"}),
+            ("# [metrics]", {"listen"}),
+            ("[roi]", {f.name for f in dataclasses.fields(RoiConfig)}),
         ],
     )
     def test_documents_every_key(self, header: str, keys: set[str]) -> None:
@@ -532,8 +551,10 @@ class TestFreeswitch:
 
         assert problems == [
             "freeswitch: no event socket password configured — set password_env = "
-            '"TEXTBACK_ESL_PASSWORD" (an environment variable holding it) or password_file = '
-            '"/etc/textback/esl-password" (a file holding it)'
+            '"TEXTBACK_ESL_PASSWORD" (an environment variable holding it), password_file = '
+            '"/etc/textback/esl-password" (a file holding it) or password_credential = '
+            '"esl-password" (a systemd credential, '
+            "LoadCredential=esl-password:/etc/textback/esl-password in the unit)"
         ]
 
     @pytest.mark.parametrize("key", ["password", "secret", "pass"])
@@ -557,7 +578,7 @@ class TestFreeswitch:
         assert problems == [
             "freeswitch.voicemail_contexts: unknown key — keys allowed here: host, port, "
             "events_format, connect_timeout, heartbeat_timeout, reconnect_min, reconnect_max, "
-            "auth_retry, password_file, password_env"
+            "auth_retry, password_env, password_file, password_credential"
         ]
 
     def test_password_with_line_break_refused(self, tmp_path: Path) -> None:
@@ -882,11 +903,31 @@ ERROR_CASES = [
     ("db-type", MINIMAL + "[daemon]\ndatabase = 3\n", "daemon.database", "got 3"),
     (
         "log-level",
-        MINIMAL + '[daemon]\nlog_level = "inf"\n',
-        "daemon.log_level",
+        MINIMAL + '[log]\nlevel = "inf"\n',
+        "log.level",
         'expected one of "debug", "info", "warning", "error", got "inf" — did you mean "info"?',
     ),
-    ("log-format", MINIMAL + '[daemon]\nlog_format = "json"\n', "daemon.log_format", '"logfmt"'),
+    ("log-format", MINIMAL + '[log]\nformat = "jsn"\n', "log.format", 'did you mean "json"?'),
+    (
+        "log-format-moved",
+        MINIMAL + '[daemon]\nlog_format = "logfmt"\n',
+        "daemon.log_format",
+        'unknown key — logging has its own table now: write format = "logfmt" below a [log] line',
+    ),
+    (
+        "log-level-moved",
+        MINIMAL + "[daemon]\nlog_level = 3\n",
+        "daemon.log_level",
+        'unknown key — logging has its own table now: write level = "info" below a [log] line',
+    ),
+    ("log-old-name", MINIMAL + '[log]\nlog_level = "info"\n', "log.log_level", '"level"?'),
+    ("log-top-level", 'level = "info"\n' + MINIMAL, "level", "belongs in the [log] table"),
+    (
+        "log-old-top-level",
+        'log_format = "json"\n' + MINIMAL,
+        "log_format",
+        'unknown key — logging has its own table now: write format = "json" below a [log] line',
+    ),
     ("no-business", TRUNK, "business.name", "missing — add a [business] table with name ="),
     ("empty-name", TRUNK + '[business]\nname = " "\n', "business.name", "non-empty string"),
     (
@@ -1333,7 +1374,7 @@ class TestProblems:
     def test_all_problems_reported_at_once(self, tmp_path: Path) -> None:
         """Problems in every table are collected into one ConfigError, in file order."""
         text = (
-            '[daemon]\nlog_level = "loud"\n'
+            '[log]\nlevel = "loud"\n'
             "[business]\n"
             '[asterisk]\nport = 70000\nsecret = "x"\n'
             '[trunks.a]\nchannels = ["PJSIP/*"]\n'
@@ -1344,7 +1385,7 @@ class TestProblems:
         problems = problems_of(tmp_path, text)
 
         assert [p.split(": ", 1)[0] for p in problems] == [
-            "daemon.log_level",
+            "log.level",
             "business.name",
             "asterisk.secret",
             "asterisk.port",
@@ -1873,7 +1914,7 @@ class TestDeliveryProblems:
     def test_problems_in_file_order_with_the_rest(self, tmp_path: Path) -> None:
         """Delivery problems join the other tables' problems in one ConfigError."""
         text = (
-            '[daemon]\nlog_level = "loud"\n'
+            '[log]\nlevel = "loud"\n'
             + MINIMAL
             + "[policy]\nmax_per_hour = 0\n"
             + '[templates]\ndefault = "Hi"\n'
@@ -1884,7 +1925,7 @@ class TestDeliveryProblems:
         problems = problems_of(tmp_path, text)
 
         assert [p.split(": ", 1)[0] for p in problems] == [
-            "daemon.log_level",
+            "log.level",
             "policy.max_per_hour",
             "templates.default",
             "templates.default",
@@ -2156,6 +2197,8 @@ class TestGatewaySettings:
             "password_env": "SMS_PASSWORD",
             "token_env": "hunter2-not-a-name",
             "secret_file": "hunter2",
+            "api_token_credential": "twilio-token",
+            "auth_token_credential": "hunter2Xk9",
             "headers": {"Authorization": "Bearer hunter2"},
             "port": 587,
             "tags": ["a", "b"],
@@ -2169,6 +2212,8 @@ class TestGatewaySettings:
             "password from environment variable SMS_PASSWORD",
             "token from environment variable",
             "secret from file",
+            "api_token from systemd credential twilio-token",
+            "auth_token from systemd credential",
             "headers with Authorization",
             "port = 587",
             'tags = ["a", "b"]',
@@ -2214,3 +2259,305 @@ class TestDeliverySummary:
             in lines
         )
         assert any("between 09:00 and 20:00 caller's local time" in line for line in lines)
+
+
+class TestLogTable:
+    def test_defaults(self, tmp_path: Path) -> None:
+        """Without [log], textback picks its format itself and logs at info."""
+        config = load(write(tmp_path, MINIMAL))
+
+        assert LogConfig(format="auto", level="info") == config.log
+        assert (
+            "logging: level info, format auto (console on a terminal, logfmt with journald "
+            "priorities otherwise)"
+        ) in summary(config)
+
+    def test_json(self, tmp_path: Path) -> None:
+        """format and level are read case-insensitively; json says what it writes."""
+        config = load(write(tmp_path, MINIMAL + '[log]\nformat = "JSON"\nlevel = "Debug"\n'))
+
+        assert LogConfig(format="json", level="debug") == config.log
+        assert (
+            "logging: level debug, format json (one JSON object per line, with a UTC timestamp)"
+        ) in summary(config)
+
+    def test_daemon_keeps_only_the_database(self, tmp_path: Path) -> None:
+        """Both old [daemon] log keys are refused at once, with the new spelling for each."""
+        text = MINIMAL + '[daemon]\nlog_format = "json"\nlog_level = "warning"\n'
+
+        problems = problems_of(tmp_path, text)
+
+        assert problems == [
+            "daemon.log_format: unknown key — logging has its own table now: write "
+            'format = "json" below a [log] line',
+            "daemon.log_level: unknown key — logging has its own table now: write "
+            'level = "warning" below a [log] line',
+        ]
+
+
+class TestMetricsTable:
+    def test_absent(self, tmp_path: Path) -> None:
+        """Without [metrics] there is no metrics server, and the summary says so."""
+        config = load(write(tmp_path, MINIMAL))
+
+        assert config.metrics is None
+        assert "metrics: not configured (no [metrics] table): no /metrics or /healthz" in (
+            summary(config)
+        )
+
+    def test_empty_table_is_loopback_default(self, tmp_path: Path) -> None:
+        """An empty [metrics] serves on 127.0.0.1:9464, with no notice."""
+        plain = load(write(tmp_path, MINIMAL))
+        config = load(write(tmp_path, MINIMAL + "[metrics]\n"))
+
+        assert config.metrics == MetricsConfig(host="127.0.0.1", port=9464)
+        assert config.metrics.listen == "127.0.0.1:9464"
+        assert config.notices == plain.notices
+        assert "metrics: Prometheus /metrics and /healthz on http://127.0.0.1:9464" in (
+            summary(config)
+        )
+
+    def test_ipv6(self, tmp_path: Path) -> None:
+        """An IPv6 listen address is written in brackets and kept without them."""
+        config = load(write(tmp_path, MINIMAL + '[metrics]\nlisten = "[::1]:9100"\n'))
+
+        assert config.metrics == MetricsConfig(host="::1", port=9100)
+        assert config.metrics.listen == "[::1]:9100"
+
+    def test_not_loopback_is_a_notice(self, tmp_path: Path) -> None:
+        """Listening beyond this machine loads, with a notice that nothing asks for a login."""
+        config = load(write(tmp_path, MINIMAL + '[metrics]\nlisten = "0.0.0.0:9464"\n'))
+
+        [notice] = [n for n in config.notices if n.startswith("metrics")]
+        assert notice.startswith(
+            'metrics.listen: "0.0.0.0:9464" is reachable from other machines, and /metrics and '
+            "/healthz ask for no login — "
+        )
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            (
+                'listen = "9464"',
+                'metrics.listen: expected "host:port", got "9464" — e.g. "127.0.0.1:9464" '
+                '(or "[::1]:9464" for IPv6)',
+            ),
+            (
+                'listen = "127.0.0.1:99999"',
+                "metrics.listen: port 99999 is not from 1 to 65535 — e.g. 127.0.0.1:9464",
+            ),
+            (
+                "port = 9100",
+                "metrics.port: unknown key — write host:port in listen, e.g. "
+                'listen = "127.0.0.1:9464"',
+            ),
+            (
+                "enabled = true",
+                "metrics.enabled: unknown key — the [metrics] table itself turns the metrics "
+                "server on — remove it",
+            ),
+        ],
+    )
+    def test_problems(self, tmp_path: Path, text: str, expected: str) -> None:
+        """Each mistake in [metrics] is one line naming the key and the fix."""
+        assert problems_of(tmp_path, MINIMAL + f"[metrics]\n{text}\n") == [expected]
+
+    def test_listen_at_top_level(self, tmp_path: Path) -> None:
+        """A listen above every table points at both tables that take one."""
+        [problem] = problems_of(tmp_path, 'listen = "127.0.0.1:9464"\n' + MINIMAL)
+
+        assert problem.startswith("listen: unknown top-level key — it belongs in the [web] or ")
+
+
+ROI = "[roi]\n"
+
+
+class TestRoiTable:
+    def test_absent_is_defaults_with_a_notice(self, tmp_path: Path) -> None:
+        """Without [roi] the defaults apply, and check-config asks for average_job_value."""
+        config = load(write(tmp_path, MINIMAL))
+
+        assert RoiConfig() == config.roi
+        assert (
+            config.roi.average_job_value,
+            config.roi.close_rate,
+            config.roi.sms_segment_price,
+            config.roi.currency,
+            config.roi.recovered_days,
+        ) == (0.0, 0.3, 0.0079, "$", 7)
+        assert config.notices[-1] == (
+            "roi: there is no [roi] table, so textback stats counts recovered callers but shows "
+            "no money — add [roi] with average_job_value to what a typical job is worth "
+            "(e.g. 250) to see money in textback stats"
+        )
+
+    def test_everything_set(self, tmp_path: Path) -> None:
+        """Every [roi] key reaches RoiConfig; a job value set means no notice."""
+        text = (
+            ROI + "average_job_value = 350\nclose_rate = 0.25\nsms_segment_price = 0.01\n"
+            'currency = "CHF"\nrecovered_days = 14\n'
+        )
+
+        config = load(write(tmp_path, MINIMAL + text))
+
+        assert config.roi == RoiConfig(
+            average_job_value=350.0,
+            close_rate=0.25,
+            sms_segment_price=0.01,
+            currency="CHF",
+            recovered_days=14,
+        )
+        assert not [n for n in config.notices if n.startswith("roi")]
+        assert (
+            "roi: a recovered caller books a CHF 350.00 job 25% of the time; SMS CHF 0.0100 per "
+            "segment; recovered means back within 14 days"
+        ) in summary(config)
+
+    def test_zero_value_in_the_table(self, tmp_path: Path) -> None:
+        """average_job_value = 0 written out gets the notice naming the key, and the summary."""
+        config = load(write(tmp_path, MINIMAL + ROI + "average_job_value = 0\n"))
+
+        assert config.notices[-1].startswith("roi.average_job_value: is 0, so textback stats ")
+        assert (
+            "roi: no average_job_value: stats count recovered callers without money; SMS $0.0079 "
+            "per segment; recovered means back within 7 days"
+        ) in summary(config)
+
+    def test_price_in_cents_is_a_notice(self, tmp_path: Path) -> None:
+        """A segment price above 1 loads, with a notice that it is per segment in whole units."""
+        config = load(
+            write(tmp_path, MINIMAL + ROI + "average_job_value = 1\nsms_segment_price = 0.79\n")
+        )
+        assert not [n for n in config.notices if n.startswith("roi")]
+
+        config = load(
+            write(tmp_path, MINIMAL + ROI + "average_job_value = 1\nsms_segment_price = 79\n")
+        )
+        [notice] = [n for n in config.notices if n.startswith("roi")]
+        assert notice.startswith(
+            "roi.sms_segment_price: $79.0000 per SMS segment is far more than providers charge — "
+        )
+
+    @pytest.mark.parametrize(
+        ("text", "key", "fragment"),
+        [
+            ("average_job_value = -5", "average_job_value", "expected a number of at least 0"),
+            ('average_job_value = "250"', "average_job_value", 'got "250"'),
+            ("close_rate = 30", "close_rate", "got 30 — write 0.3 for 30%"),
+            ("close_rate = 1.5", "close_rate", "got 1.5 — write 0.015 for 1.5%"),
+            ("close_rate = -0.1", "close_rate", "expected a fraction from 0 to 1, got -0.1"),
+            ("close_rate = 250", "close_rate", "expected a fraction from 0 to 1, got 250"),
+            ("sms_segment_price = true", "sms_segment_price", "got true"),
+            ("sms_segment_price = -0.01", "sms_segment_price", "at least 0"),
+            ('currency = ""', "currency", "expected a non-empty string"),
+            ('currency = "US dollars"', "currency", "up to 8 characters on one line"),
+            ('currency = "$\\n"', "currency", "up to 8 characters on one line"),
+            ("recovered_days = 0", "recovered_days", "from 1 to 60, got 0"),
+            ("recovered_days = 61", "recovered_days", "from 1 to 60, got 61"),
+            ("recovered_days = 7.5", "recovered_days", "got 7.5"),
+            ("job_value = 250", "job_value", 'did you mean "average_job_value"?'),
+        ],
+    )
+    def test_problems(self, tmp_path: Path, text: str, key: str, fragment: str) -> None:
+        """Each mistake in [roi] is one line naming the key and the fix."""
+        [problem] = problems_of(tmp_path, MINIMAL + ROI + text + "\n")
+
+        assert problem.startswith(f"roi.{key}: ")
+        assert fragment in problem
+        assert " — " in problem
+
+    def test_roi_key_at_top_level(self, tmp_path: Path) -> None:
+        """An ROI key above every table points at [roi]."""
+        [problem] = problems_of(tmp_path, "average_job_value = 250\n" + MINIMAL)
+
+        assert problem == (
+            "average_job_value: unknown top-level key — it belongs in the [roi] table; move it "
+            "below the [roi] line"
+        )
+
+    @pytest.mark.parametrize(
+        ("currency", "amount", "places", "shown"),
+        [
+            ("$", 1234.5, 2, "$1,234.50"),
+            ("$", -3, 2, "-$3.00"),
+            ("€", 0.0079, 4, "€0.0079"),
+            ("CHF", 12, 2, "CHF 12.00"),
+        ],
+    )
+    def test_money(self, currency: str, amount: float, places: int, shown: str) -> None:
+        """money() puts the currency before the amount, a code with a space, a sign first."""
+        assert RoiConfig(currency=currency).money(amount, places=places) == shown
+
+
+class TestCredentials:
+    @pytest.fixture
+    def creds(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+        directory = tmp_path / "credentials"
+        directory.mkdir()
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(directory))
+        return directory
+
+    def test_ami_secret(self, tmp_path: Path, creds: Path) -> None:
+        """secret_credential reads the AMI secret systemd loaded, and the summary names it."""
+        (creds / "ami-secret").write_text(SECRET + "\n")
+
+        config = load(write(tmp_path, MINIMAL + '[asterisk]\nsecret_credential = "ami-secret"\n'))
+
+        assert config.asterisk is not None
+        assert config.asterisk.secret == Secret(SECRET)
+        assert config.asterisk.secret_source == "systemd credential ami-secret"
+        text = "\n".join(summary(config))
+        assert "secret from systemd credential ami-secret," in text
+        assert SECRET not in text
+
+    def test_esl_password(self, tmp_path: Path, creds: Path) -> None:
+        """password_credential reads the event socket password the same way."""
+        (creds / "esl-password").write_text(SECRET)
+
+        config = load(
+            write(tmp_path, FS_MINIMAL + '[freeswitch]\npassword_credential = "esl-password"\n')
+        )
+
+        assert config.freeswitch is not None
+        assert config.freeswitch.password == Secret(SECRET)
+        assert "password from systemd credential esl-password" in "\n".join(summary(config))
+
+    def test_not_loaded_is_one_problem(self, tmp_path: Path, creds: Path) -> None:
+        """A credential the unit does not load is one line under the key that names it."""
+        [problem] = problems_of(
+            tmp_path,
+            MINIMAL + '[asterisk]\nsecret_credential = "ami-secret"\n',
+            require_secrets=True,
+        )
+
+        assert problem.startswith(
+            "asterisk.secret_credential: systemd credential ami-secret is not loaded — add "
+            "LoadCredential=ami-secret:/etc/textback/ami-secret to the unit"
+        )
+
+    @pytest.mark.parametrize(
+        "kind",
+        ["twilio", "signalwire", "telnyx", "vonage", "plivo", "voipms", "webhook", "smtp"],
+    )
+    def test_every_gateway_secret(self, tmp_path: Path, creds: Path, kind: str) -> None:
+        """Each gateway example loads with every _env/_file secret turned into a credential."""
+        text = EXAMPLE.read_text()
+        [block] = re.findall(rf'^# \[gateway\]\n# kind = "{kind}"\n(?:# .*\n)*', text, re.M)
+        block = re.sub("^# ", "", block, flags=re.M)
+        keys = re.findall(r"^(\w+)_(?:env|file) = ", block, re.M)
+        assert keys
+        for key in keys:
+            (creds / key).write_text(f"{key}-{'x' * 24}\n")  # long enough for a URL token
+        block = re.sub(r"^(\w+)_(?:env|file) = .*$", r'\1_credential = "\1"', block, flags=re.M)
+        active = '\n[gateway]\nkind = "console"\n'
+        text = text.replace(active, "\n" + block).replace(
+            'secret_env = "TEXTBACK_AMI_SECRET"', 'secret_credential = "ami-secret"'
+        )
+        (creds / "ami-secret").write_text(SECRET)
+
+        config = load(write(tmp_path, text))
+
+        assert config.gateway.name == kind
+        assert [f"{key} from systemd credential {key}" for key in keys] == [
+            phrase for phrase in config.gateway_settings if "credential" in phrase
+        ]

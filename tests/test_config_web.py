@@ -198,6 +198,34 @@ class TestWebValid:
         assert [u.name for u in w.users] == ["alice", "bob.smith@acme"]
         assert ours(config) == []
 
+    @pytest.mark.parametrize(
+        ("web_listen", "metrics_listen"),
+        [
+            ('"127.0.0.1:9464"', None),
+            ('"127.0.0.1:9100"', '"127.0.0.1:9100"'),
+            ('"0.0.0.0:9100"', '"127.0.0.1:9100"'),
+            ('"127.0.0.1:9100"', '"0.0.0.0:9100"'),
+        ],
+    )
+    def test_metrics_on_the_web_port(
+        self, tmp_path: Path, web_listen: str, metrics_listen: str | None
+    ) -> None:
+        """[metrics] and [web] on one port is one problem under metrics.listen."""
+        metrics = "[metrics]\n" + (f"listen = {metrics_listen}\n" if metrics_listen else "")
+
+        problems = problems_of(tmp_path, web(listen=web_listen) + metrics)
+
+        [problem] = problems
+        assert problem.startswith("metrics.listen: ")
+        assert "is where [web] listens too — give the metrics server a port of its own" in problem
+
+    def test_metrics_beside_web(self, tmp_path: Path) -> None:
+        """Another port, or another address on the same port, is no clash."""
+        for metrics in ('listen = "127.0.0.1:8081"', 'listen = "127.0.0.2:8080"'):
+            config = loaded(tmp_path, web() + f"[metrics]\n{metrics}\n")
+            assert config.metrics is not None
+            assert config.web is not None
+
     def test_not_loopback_is_a_notice(self, tmp_path: Path) -> None:
         """Listening on all addresses loads, with a notice to put a reverse proxy in front."""
         config = loaded(tmp_path, web(listen='"0.0.0.0:8080"'))
@@ -496,7 +524,7 @@ NOTIFY_ERRORS = [
         "password-without-user",
         {"smtp_password_env": '"TB_SMTP"'},
         "notify",
-        "smtp_password_env/smtp_password_file is set but smtp_username is not",
+        "smtp_password_env is set but smtp_username is not",
     ),
 ]
 
@@ -553,6 +581,34 @@ class TestNotifyProblems:
             "notify.webhook_secret_env",
         ]
         assert loaded(tmp_path, text, require_secrets=False).notify is not None
+
+    def test_unloaded_credentials_required(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """SMTP password and webhook secret named as credentials but not loaded are problems."""
+        (tmp_path / "credentials").mkdir()
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "credentials"))
+        text = web() + notify(
+            smtp_username='"u"',
+            smtp_password_credential='"smtp-password"',
+            webhook_secret_credential='"hook-secret"',
+        )
+
+        problems = problems_of(tmp_path, text, require_secrets=True)
+
+        assert [p.split(" — ")[0] for p in problems] == [
+            "notify.smtp_password_credential: systemd credential smtp-password is not loaded",
+            "notify.webhook_secret_credential: systemd credential hook-secret is not loaded",
+        ]
+
+    def test_credential_without_user(self, tmp_path: Path) -> None:
+        """An SMTP password credential without smtp_username names the key that is set."""
+        [problem] = problems_of(tmp_path, notify(smtp_password_credential='"smtp-password"'))
+
+        assert problem == (
+            "notify: smtp_password_credential is set but smtp_username is not — set "
+            "smtp_username to the SMTP login name"
+        )
 
     def test_notify_not_a_table(self, tmp_path: Path) -> None:
         """notify = true is one problem asking for a [notify] table."""
@@ -630,6 +686,34 @@ class TestSummary:
         assert "XXXXSECRETPATH" not in joined
         assert "+14155550101" not in joined
 
+    def test_credentials(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Secrets from systemd credentials are read, and the summary names the credentials."""
+        creds = tmp_path / "credentials"
+        creds.mkdir()
+        (creds / "smtp-password").write_text(SECRET + "\n")
+        (creds / "hook-secret").write_text(SECRET + "h\n")
+        monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+        text = web() + notify(
+            email_to='["office@acme.example"]',
+            smtp_host='"smtp.example.com"',
+            smtp_username='"tb"',
+            smtp_password_credential='"smtp-password"',
+            from_address='"tb@acme.example"',
+            webhook_secret_credential='"hook-secret"',
+        )
+
+        config = loaded(tmp_path, text)
+
+        assert config.notify is not None
+        assert (config.notify.smtp_password, config.notify.webhook_secret) == (
+            Secret(SECRET),
+            Secret(SECRET + "h"),
+        )
+        joined = "\n".join(summary(config))
+        assert "login tb, password from systemd credential smtp-password)" in joined
+        assert "(signed, secret from systemd credential hook-secret)" in joined
+        assert SECRET not in joined
+
     def test_secret_not_available_now(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -651,7 +735,11 @@ def uncommented(text: str) -> str:
         line[2:] if re.match(r"# (\[|[a-z_]+ = )", line) else line for line in tail.splitlines()
     ]
     # The example shows both ways to give a secret; only one may be used.
-    kept = [line for line in lines if not re.match(r"(smtp_password|webhook_secret)_file", line)]
+    kept = [
+        line
+        for line in lines
+        if not re.match(r"(smtp_password|webhook_secret)_(file|credential) ", line)
+    ]
     return text[: text.index("\n# [web]\n")] + "\n".join(kept) + "\n"
 
 

@@ -44,7 +44,9 @@ def write_config(
         f"""
 [daemon]
 database = "{tmp_path / "textback.db"}"
-log_format = "logfmt"
+
+[log]
+format = "logfmt"
 
 [business]
 name = "Acme Plumbing"

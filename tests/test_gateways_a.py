@@ -866,8 +866,10 @@ class TestTwilioConfig:
         (line,) = problems(TwilioGateway, {"account_sid": "AC" + "0" * 32, "from": OUR_NUMBER})
         assert line == (
             "gateway: no Twilio auth token configured — set auth_token_env = "
-            '"TWILIO_AUTH_TOKEN" (an environment variable holding it) or auth_token_file = '
-            '"/etc/textback/twilio-auth-token" (a file holding it)'
+            '"TWILIO_AUTH_TOKEN" (an environment variable holding it), auth_token_file = '
+            '"/etc/textback/twilio-auth-token" (a file holding it) or auth_token_credential = '
+            '"twilio-auth-token" (a systemd credential, '
+            "LoadCredential=twilio-auth-token:/etc/textback/twilio-auth-token in the unit)"
         )
 
     def test_secret_from_a_file(self, tmp_path: Path) -> None:

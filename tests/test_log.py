@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import structlog
@@ -221,8 +224,112 @@ class TestFormats:
 
     def test_bad_format_is_value_error(self) -> None:
         """An unknown format names the choices."""
-        with pytest.raises(ValueError, match="unknown log format 'json'"):
-            log.configure("json", stream=io.StringIO())  # type: ignore[arg-type]
+        with pytest.raises(
+            ValueError, match="unknown log format 'yaml'; use one of: auto, logfmt, console, json"
+        ):
+            log.configure("yaml", stream=io.StringIO())  # type: ignore[arg-type]
+
+
+def json_lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in lines(stream)]
+
+
+def utc_stamp(value: object) -> datetime:
+    assert isinstance(value, str)
+    assert value.endswith("Z")
+    return datetime.fromisoformat(value.removesuffix("Z") + "+00:00")
+
+
+class TestJson:
+    def test_line_shape(self, out: io.StringIO) -> None:
+        """A json line is one object: ts, level and event first, then the fields, masked."""
+        before = datetime.now(UTC)
+        log.configure("json", stream=out)
+        log.get_logger().info("call_judged", caller="+14155550101", reason="no answer", ring=12.5)
+        [line] = lines(out)
+        event = json.loads(line)
+        assert list(event) == ["ts", "level", "event", "caller", "reason", "ring"]
+        assert {k: v for k, v in event.items() if k != "ts"} == {
+            "level": "info",
+            "event": "call_judged",
+            "caller": "+1415***0101",
+            "reason": "no answer",
+            "ring": 12.5,
+        }
+        assert before <= utc_stamp(event["ts"]) <= datetime.now(UTC)
+
+    @pytest.mark.parametrize("method", ["debug", "info", "warning", "error", "critical"])
+    def test_no_priority_prefix(self, out: io.StringIO, method: str) -> None:
+        """Shippers get pure JSON lines: no sd-daemon <N> prefix at any level."""
+        log.configure("json", level="debug", stream=out)
+        getattr(log.get_logger(), method)("something_happened")
+        [line] = lines(out)
+        assert line.startswith("{")
+        assert json.loads(line)["level"] == method
+
+    def test_logger_name_follows_event(self, out: io.StringIO) -> None:
+        """get_logger(name) puts "logger" right after the event."""
+        log.configure("json", stream=out)
+        log.get_logger("textback.pbx").info("ami_connected", host="127.0.0.1")
+        [event] = json_lines(out)
+        assert list(event) == ["ts", "level", "event", "logger", "host"]
+        assert (event["logger"], event["host"]) == ("textback.pbx", "127.0.0.1")
+
+    def test_stdlib_records_get_same_shape(self, out: io.StringIO) -> None:
+        """Libraries logging through stdlib logging come out as the same JSON objects."""
+        log.configure("json", stream=out)
+        logging.getLogger("panoramisk.manager").error("connection lost to %s", "127.0.0.1")
+        [event] = json_lines(out)
+        assert list(event) == ["ts", "level", "event", "logger"]
+        assert (event["level"], event["event"], event["logger"]) == (
+            "error",
+            "connection lost to 127.0.0.1",
+            "panoramisk.manager",
+        )
+        utc_stamp(event["ts"])
+
+    def test_secrets_are_hidden(self, out: io.StringIO) -> None:
+        """The masking processor runs for json as for logfmt."""
+        log.configure("json", stream=out)
+        log.get_logger().info("login", ami_secret="hunter2", to="+14155550101")
+        assert "hunter2" not in out.getvalue()
+        assert "+14155550101" not in out.getvalue()
+        [event] = json_lines(out)
+        assert (event["ami_secret"], event["to"]) == ("***", "+1415***0101")
+
+    def test_exception_stays_on_one_line(self, out: io.StringIO) -> None:
+        """A traceback goes into the "exception" field of the one object."""
+        log.configure("json", stream=out)
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError:
+            log.get_logger().exception("dispatch_failed")
+        [event] = json_lines(out)
+        assert event["level"] == "error"
+        assert isinstance(event["exception"], str)
+        assert "ZeroDivisionError: boom" in event["exception"]
+
+    def test_odd_values_become_strings(self, out: io.StringIO) -> None:
+        """A field JSON cannot hold (a path) is written as its str, not dropped with the line."""
+        log.configure("json", stream=out)
+        log.get_logger().info("database_opened", path=Path("/var/lib/textback/textback.db"))
+        [event] = json_lines(out)
+        assert event["path"] == "/var/lib/textback/textback.db"
+
+    def test_text_stays_readable(self, out: io.StringIO) -> None:
+        """Non-ASCII text is written as UTF-8, not \\u escapes."""
+        log.configure("json", stream=out)
+        log.get_logger().info("reply_received", business="Café Zoë")
+        assert '"business":"Café Zoë"' in out.getvalue()
+
+    def test_context_vars_are_merged(self, out: io.StringIO) -> None:
+        """Values bound with bound_contextvars are fields of every object inside the block."""
+        log.configure("json", stream=out)
+        with bound_contextvars(call_id="1764274841.12"):
+            log.get_logger().info("call_judged")
+        log.get_logger().info("idle")
+        first, second = json_lines(out)
+        assert (first.get("call_id"), second.get("call_id")) == ("1764274841.12", None)
 
 
 class TestGetLogger:

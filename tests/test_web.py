@@ -98,7 +98,9 @@ def write_config(tmp_path: Path, *, public_url: str = PUBLIC_URL) -> Path:
         f"""
 [daemon]
 database = "{tmp_path / "textback.db"}"
-log_format = "logfmt"
+
+[log]
+format = "logfmt"
 
 [business]
 name = "Acme Plumbing"

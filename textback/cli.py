@@ -215,11 +215,11 @@ def _run(path: Path) -> int:
     config = _load(path, require_secrets=True)
     if config is None:
         return EX_CONFIG
-    configure(config.daemon.log_format, config.daemon.log_level)
+    configure(config.log.format, config.log.level)
     from textback.service import serve
 
     try:
-        return asyncio.run(serve(config))
+        return asyncio.run(serve(config, path))
     except StoreError as exc:
         get_logger("textback").error("database_unusable", error=str(exc))
         return EX_CANTCREAT

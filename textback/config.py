@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from fnmatch import fnmatchcase
 from ipaddress import ip_network
@@ -38,6 +38,22 @@ from textback.config_delivery import (
     templates_summary,
     timezone_problem,
 )
+from textback.config_ops import (
+    LOG_KEYS,
+    ROI_KEYS,
+    listen_clash,
+    log_summary,
+    metrics_summary,
+    moved_log_hints,
+    read_log,
+    read_metrics,
+    read_roi,
+    roi_summary,
+)
+from textback.config_ops import LogConfig as LogConfig  # re-exported: part of Config
+from textback.config_ops import LogLevel as LogLevel  # re-exported
+from textback.config_ops import MetricsConfig as MetricsConfig  # re-exported
+from textback.config_ops import RoiConfig as RoiConfig  # re-exported
 from textback.config_web import (
     NOTIFY_KEYS,
     WEB_KEYS,
@@ -56,6 +72,9 @@ from textback.core.templates import TemplateBook
 from textback.core.trunks import Trunk, TrunkMap
 from textback.errors import ConfigError
 from textback.gateways.base import Gateway
+from textback.log import (
+    LogFormat as LogFormat,  # re-exported: part of Config's interface
+)
 from textback.tomltable import (
     AMI_SECRET,
     NOT_SET,
@@ -71,8 +90,6 @@ from textback.tomltable import (
 
 DEFAULT_CONFIG_PATH: Final = Path("/etc/textback/textback.toml")
 
-LogFormat = Literal["auto", "logfmt", "console"]
-LogLevel = Literal["debug", "info", "warning", "error"]
 ExternalAnswer = Literal["answered", "missed"]
 EventsFormat = Literal["plain", "json"]
 
@@ -80,8 +97,6 @@ EventsFormat = Literal["plain", "json"]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DaemonConfig:
     database: Path = Path("/var/lib/textback/textback.db")
-    log_format: LogFormat = "auto"
-    log_level: LogLevel = "info"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -157,6 +172,9 @@ class Config:
     notices: tuple[str, ...] = ()
     web: WebConfig | None = None  # None when there is no [web] table: no inbox, no webhooks
     notify: NotifyConfig | None = None  # None when there is no [notify] table
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig | None = None  # None when there is no [metrics] table: no server
+    roi: RoiConfig = field(default_factory=RoiConfig)  # the defaults without a [roi] table
 
     def correlator_settings(self) -> CorrelatorSettings:
         """What the call correlator needs from this file (AMI defaults when no [asterisk])."""
@@ -185,7 +203,7 @@ class Config:
 
 
 def _daemon(problems: list[str], data: Mapping[str, object], base: Path) -> DaemonConfig:
-    s = Table(problems, "daemon", data, ("database", "log_format", "log_level"))
+    s = Table(problems, "daemon", data, ("database",), moved_log_hints(data))
     default_db = DaemonConfig().database
     text = s.string(
         "database",
@@ -193,23 +211,7 @@ def _daemon(problems: list[str], data: Mapping[str, object], base: Path) -> Daem
         fix=f'set it to the SQLite file textback keeps its state in, e.g. "{default_db}"',
     )
     database = _database_path(s, text, base) if "database" not in s.bad else default_db
-    log_format = s.choice(
-        "log_format",
-        "auto",
-        ("auto", "logfmt", "console"),
-        fix='"auto" picks console on a terminal and logfmt under systemd',
-    )
-    log_level = s.choice(
-        "log_level",
-        "info",
-        ("debug", "info", "warning", "error"),
-        fix='use "info" unless you are chasing a problem',
-    )
-    return DaemonConfig(
-        database=database,
-        log_format=cast(LogFormat, log_format),
-        log_level=cast(LogLevel, log_level),
-    )
+    return DaemonConfig(database=database)
 
 
 def _database_path(s: Table, text: str, base: Path) -> Path:
@@ -269,8 +271,7 @@ def _business(problems: list[str], data: Mapping[str, object] | None) -> Busines
 # The TOML keys are the dataclass fields, except that the secret arrives by reference.
 _ASTERISK_KEYS: Final = (
     *(f.name for f in fields(AsteriskConfig) if f.name not in ("secret", "secret_source")),
-    "secret_file",
-    "secret_env",
+    *AMI_SECRET.keys,
 )
 _INLINE_SECRET_KEYS: Final = ("secret", "password", "pass")
 # The classes manager.conf's read= and the Login action's Events: understand.
@@ -451,13 +452,14 @@ ESL_PASSWORD: Final = SecretSpec(
 # The TOML keys are the dataclass fields, except that the password arrives by reference.
 _FREESWITCH_KEYS: Final = (
     *(f.name for f in fields(FreeswitchConfig) if f.name not in ("password", "password_source")),
-    ESL_PASSWORD.file_key,
-    ESL_PASSWORD.env_key,
+    *ESL_PASSWORD.keys,
 )
 # Keys carried over from [asterisk] by habit.
 _FREESWITCH_HINTS: Final = {
     "secret_env": 'did you mean "password_env"? (the event socket calls it a password)',
     "secret_file": 'did you mean "password_file"? (the event socket calls it a password)',
+    "secret_credential": 'did you mean "password_credential"? (the event socket calls it a '
+    "password)",
     "username": "the event socket has no user name, only a password: remove it",
     "events": "textback subscribes to the events it needs itself: remove it "
     '(events_format picks "plain" or "json")',
@@ -947,6 +949,7 @@ def _holidays(s: Table) -> frozenset[date]:
 
 _TABLES: Final = (
     "daemon",
+    "log",
     "business",
     "asterisk",
     "freeswitch",
@@ -959,6 +962,8 @@ _TABLES: Final = (
     "gateway",
     "web",
     "notify",
+    "metrics",
+    "roi",
 )
 # Where a key belongs when someone writes it above every [table] header, as a header.
 _KEY_HOMES: Final = {
@@ -966,7 +971,9 @@ _KEY_HOMES: Final = {
     # timeout is left out: every HTTP gateway has one too.
     **dict.fromkeys(WEB_KEYS, "[web]"),
     **dict.fromkeys((key for key in NOTIFY_KEYS if key != "timeout"), "[notify]"),
-    **dict.fromkeys(("database", "log_format", "log_level"), "[daemon]"),
+    "database": "[daemon]",
+    **dict.fromkeys(LOG_KEYS, "[log]"),
+    **dict.fromkeys(ROI_KEYS, "[roi]"),
     **dict.fromkeys(("name", "link"), "[business]"),
     **dict.fromkeys(_FREESWITCH_KEYS, "[freeswitch]"),
     **dict.fromkeys(_ASTERISK_KEYS, "[asterisk]"),
@@ -999,6 +1006,7 @@ _KEY_HOMES: Final = {
         "[sending]",
     ),
     "kind": "[gateway]",
+    "listen": "[web] or [metrics]",
 }
 
 
@@ -1057,7 +1065,8 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
                 f"move it below the {home} line"
             )
         else:
-            problems.append(unknown_key(quote(key), key, _TABLES, {}))
+            # log_format and log_level, from before [log], say how they are written now.
+            problems.append(unknown_key(quote(key), key, _TABLES, moved_log_hints(document)))
 
     def table(name: str) -> dict[str, object] | None:
         value = document.get(name)
@@ -1077,6 +1086,7 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
 
     base = config_path.absolute().parent
     daemon = _daemon(problems, table("daemon") or {}, base)
+    log = read_log(problems, table("log") or {})
     business = _business(problems, table("business"))
     notices: list[str] = []
     asterisk_table = table("asterisk")
@@ -1134,6 +1144,13 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
             problems, notices, notify_table, base, require_secrets, web=web_table is not None
         )
     )
+    metrics_table = optional_table("metrics")
+    metrics = None if metrics_table is None else read_metrics(problems, notices, metrics_table)
+    if metrics is not None and web is not None:
+        clash = listen_clash(metrics, web.host, web.port)
+        if clash is not None:
+            problems.append(clash)
+    roi = read_roi(problems, notices, optional_table("roi"))
     if problems or gateway is None:
         raise ConfigError(problems)
     return Config(
@@ -1153,6 +1170,9 @@ def load(path: str | Path, *, require_secrets: bool = True) -> Config:
         notices=tuple(notices),
         web=web,
         notify=notify,
+        log=log,
+        metrics=metrics,
+        roi=roi,
     )
 
 
@@ -1168,9 +1188,11 @@ def summary(config: Config) -> list[str]:
         f"config: {config.path}",
         f"business: {business.name} ({link})",
         f"database: {daemon.database}",
-        f"logging: level {daemon.log_level}, format {daemon.log_format}",
+        log_summary(config.log),
         *web_summary(config.web),
         *notify_summary(config.notify),
+        metrics_summary(config.metrics),
+        roi_summary(config.roi),
     ]
     ami, fs = config.asterisk, config.freeswitch
     if ami is None and fs is None:

@@ -34,7 +34,7 @@ from textback.core.window import SendingWindow
 from textback.errors import ConfigError
 from textback.gateways.base import Gateway
 from textback.gateways.registry import load_gateway
-from textback.tomltable import NOT_SET, Table, did_you_mean, quote, show
+from textback.tomltable import NOT_SET, Table, credential_name_shown, did_you_mean, quote, show
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -738,6 +738,10 @@ def gateway_settings(data: Mapping[str, object] | None) -> tuple[str, ...]:
         elif lowered.endswith("_file") and isinstance(value, str):
             shown = f" {value}" if "/" in value else ""
             phrases.append(f"{key[:-5]} from file{shown}")
+        elif lowered.endswith("_credential") and isinstance(value, str):
+            name = credential_name_shown(value)
+            shown = f" {name}" if name == value else ""
+            phrases.append(f"{key[: -len('_credential')]} from systemd credential{shown}")
         elif any(word in lowered for word in _SECRET_WORDS):
             phrases.append(f"{key} (set, not shown)")
         elif isinstance(value, dict):

@@ -200,6 +200,7 @@ _WEB_HINTS: Final = {
     "cookie_secret": _NO_COOKIE_SECRET,
     "cookie_secret_env": _NO_COOKIE_SECRET,
     "cookie_secret_file": _NO_COOKIE_SECRET,
+    "cookie_secret_credential": _NO_COOKIE_SECRET,
     "password": "passwords never go in this file — under [[web.users]], set password_hash: "
     + _MAKE_ONE,
     "user": "write each user as a [[web.users]] table with name and password_hash",
@@ -255,43 +256,54 @@ def read_web(
     )
 
 
-def _listen(s: Table, notices: list[str]) -> tuple[str, int]:
-    default_host, default_port = DEFAULT_HOST, DEFAULT_PORT
-    text = s.string("listen", DEFAULT_LISTEN, fix=f'e.g. listen = "{DEFAULT_LISTEN}"')
+def read_listen(s: Table, default: str) -> tuple[str, int]:
+    """``listen = "host:port"`` (IPv6 in brackets) as host and port; ``default`` on a problem.
+
+    Shared with [metrics]; the caller decides what to say about an address that is not loopback.
+    """
+    default_host, _, default_port = default.rpartition(":")
+    fallback = default_host.strip("[]"), int(default_port)
+    text = s.string("listen", default, fix=f'e.g. listen = "{default}"')
     if "listen" in s.bad:
-        return default_host, default_port
+        return fallback
     host, colon, port_text = text.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
     if not colon or not host or not (port_text.isascii() and port_text.isdigit()):
         s.problem(
             "listen",
-            f'expected "host:port", got {show(text)} — e.g. "{DEFAULT_LISTEN}" '
-            '(or "[::1]:8080" for IPv6)',
+            f'expected "host:port", got {show(text)} — e.g. "{default}" '
+            f'(or "[::1]:{default_port}" for IPv6)',
         )
-        return default_host, default_port
+        return fallback
     if ":" in host and not bracketed:
         s.problem(
             "listen",
             f'{show(text)}: an IPv6 address goes in brackets — e.g. "[{host}]:{port_text}"',
         )
-        return default_host, default_port
+        return fallback
     if any(c.isspace() or c in "/[]" for c in host):
-        s.problem("listen", f"{show(text)} is not a host name or address — e.g. {DEFAULT_LISTEN}")
-        return default_host, default_port
+        s.problem("listen", f"{show(text)} is not a host name or address — e.g. {default}")
+        return fallback
     port = int(port_text)
     if not 1 <= port <= 65535:
-        s.problem("listen", f"port {port} is not from 1 to 65535 — e.g. {DEFAULT_LISTEN}")
-        return default_host, default_port
-    if not _is_loopback(host):
+        s.problem("listen", f"port {port} is not from 1 to 65535 — e.g. {default}")
+        return fallback
+    return host, port
+
+
+def _listen(s: Table, notices: list[str]) -> tuple[str, int]:
+    host, port = read_listen(s, DEFAULT_LISTEN)
+    if "listen" not in s.bad and not is_loopback(host):
         notices.append(
-            f"web.listen: {show(text)} is reachable from other machines — put a reverse proxy "
-            "(nginx, Caddy) with HTTPS in front and listen on 127.0.0.1 instead"
+            f"web.listen: {show(s.data['listen'])} is reachable from other machines — put a "
+            "reverse proxy (nginx, Caddy) with HTTPS in front and listen on 127.0.0.1 instead"
         )
     return host, port
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses: only this machine can connect."""
     if host.lower() == "localhost":
         return True
     try:
@@ -319,7 +331,7 @@ def _public_url(s: Table, notices: list[str]) -> str:
         s.problem("public_url", "has a user name or password in it — remove it; " + fix)
         return ""
     url = url.rstrip("/")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         notices.append(
             f"web.public_url: {show(url)} is plain http, so passwords and session cookies "
             "cross the network unencrypted and most providers refuse to post to it — serve "
@@ -436,12 +448,10 @@ NOTIFY_KEYS: Final = (
     "smtp_port",
     "smtp_tls",
     "smtp_username",
-    SMTP_PASSWORD.env_key,
-    SMTP_PASSWORD.file_key,
+    *SMTP_PASSWORD.keys,
     "from_address",
     "webhook_url",
-    WEBHOOK_SECRET.env_key,
-    WEBHOOK_SECRET.file_key,
+    *WEBHOOK_SECRET.keys,
     "on_missed_call",
     "urgent_keywords",
     "on_call",
@@ -515,13 +525,13 @@ def read_notify(
     username = s.string("smtp_username", "", fix="the SMTP login name; leave it out for no login")
     if any(c in username for c in "\r\n"):
         s.problem("smtp_username", "contains a line break — write the login name on one line")
-    has_password = SMTP_PASSWORD.env_key in data or SMTP_PASSWORD.file_key in data
+    has_password = SMTP_PASSWORD.named_in(data)
     password, password_source = read_secret(
         s, base, require_secrets and bool(username), SMTP_PASSWORD
     )
     if has_password and not username and "smtp_username" not in s.bad:
         s.problems.append(
-            f"notify: {SMTP_PASSWORD.env_key}/{SMTP_PASSWORD.file_key} is set but "
+            f"notify: {'/'.join(k for k in SMTP_PASSWORD.keys if k in data)} is set but "
             "smtp_username is not — set smtp_username to the SMTP login name"
         )
     from_address = s.string(
@@ -548,13 +558,13 @@ def read_notify(
     if (
         webhook_url
         and urlsplit(webhook_url).scheme == "http"
-        and not _is_loopback(urlsplit(webhook_url).hostname or "")
+        and not is_loopback(urlsplit(webhook_url).hostname or "")
     ):
         notices.append(
             "notify.webhook_url: plain http sends callers' replies across the network "
             "unencrypted — use an https:// URL"
         )
-    wanted = WEBHOOK_SECRET.env_key in data or WEBHOOK_SECRET.file_key in data
+    wanted = WEBHOOK_SECRET.named_in(data)
     webhook_secret, webhook_source = read_secret(
         s, base, require_secrets and wanted, WEBHOOK_SECRET
     )

@@ -34,6 +34,7 @@ from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
 from textback.core.window import schedule
 from textback.gateways.base import FailureKind, Gateway, GatewayError, OutgoingSms
 from textback.log import get_logger
+from textback.metrics import ADAPTER_BUG, Metrics, TextState
 from textback.numbers import mask, national, number_facts, time_zones, to_e164
 from textback.outbox import OutboxRow
 from textback.store import Store
@@ -64,16 +65,25 @@ class Delivery:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.gateway = gateway
         self.clock = clock
         self.rng = rng or random.Random()
+        self.metrics = metrics
         self.wake = asyncio.Event()
         self._hold_until = 0.0  # no claims before this: a transient outage is global
         self._paused: str | None = None  # why sending stopped (config error), until restart
         self._cap_logged: str | None = None
+        self._stopping = False  # stop(): leave run() after the send in flight
+        self.beat = time.monotonic()  # when run()'s loop last came round, for the watchdog
+
+    @property
+    def gateway_problem(self) -> str | None:
+        """Why sending stopped (a gateway configuration error) until restart, or None."""
+        return self._paused
 
     # -- intake ---------------------------------------------------------------------
 
@@ -96,6 +106,9 @@ class Delivery:
         cancelled = await self.store.outbox.cancel_pending(e164, "recovered", self.clock())
         for row_id in cancelled:
             log.info("text_cancelled", outbox_id=row_id, to=e164, reason="recovered", by=what)
+        self._count("cancelled", len(cancelled))
+        if cancelled:
+            await self._gauge_depth()
 
     async def _accept(self, verdict: CallVerdict) -> Queued:
         cfg = self.config
@@ -174,8 +187,11 @@ class Delivery:
                 template=chosen.path,
                 send_in=round(max(0.0, send_at - now), 1),
             )
+            self._count("queued")
             self.wake.set()
+            await self._gauge_depth()
         else:
+            self._count("suppressed")
             log.info(
                 "text_suppressed", outbox_id=row_id, call_id=verdict.call_id, to=to, reason=reason
             )
@@ -201,13 +217,21 @@ class Delivery:
                 gateway=self.gateway.name,
                 hint="the request may have reached the provider; not resent, to never text twice",
             )
+        self._count("failed", len(ambiguous))
+
+    def stop(self) -> None:
+        """Make :meth:`run` return once the send in flight (if any) is settled."""
+        self._stopping = True
+        self.wake.set()
 
     async def run(self) -> None:
-        """Send due texts forever."""
+        """Send due texts until :meth:`stop`."""
         await self.recover()
-        while True:
+        while not self._stopping:
+            self.beat = time.monotonic()
             delay = await self._step()
-            if delay is None:
+            await self._gauge_depth()
+            if delay is None or self._stopping:
                 continue
             self.wake.clear()
             try:
@@ -222,6 +246,7 @@ class Delivery:
         now = self.clock()
         for row_id in await outbox.expire(now):
             log.warning("text_expired", outbox_id=row_id, reason="older than max_age")
+            self._count("expired")
         if self._paused is not None:
             return IDLE_WAIT
         if now < self._hold_until:
@@ -266,8 +291,15 @@ class Delivery:
                 error=f"adapter error: {exc!r}",
                 now=self.clock(),
             )
+            if self.metrics is not None:
+                self.metrics.gateway_error(ADAPTER_BUG)
+            self._count("failed")
             return
         await outbox.mark_sent(row.id, receipt.provider_id, self.clock())
+        self._count("sent")
+        if self.metrics is not None:
+            # created_at is the call's hangup.
+            self.metrics.send_latency(self.clock() - row.created_at)
         log.info(
             "text_sent",
             outbox_id=row.id,
@@ -282,9 +314,12 @@ class Delivery:
         now = self.clock()
         assert row.to_e164 is not None
         fields = {"outbox_id": row.id, "gateway": self.gateway.name, "code": exc.code}
+        if self.metrics is not None:
+            self.metrics.gateway_error(exc.kind.value)
         if exc.kind is FailureKind.TRANSIENT and exc.maybe_sent and not self.gateway.idempotent:
             # It may have gone out: a retry could text twice, which we never do.
             await outbox.mark_failed(row.id, kind="ambiguous", error=exc.detail, now=now)
+            self._count("failed")
             log.error(
                 "text_maybe_sent",
                 **fields,
@@ -303,6 +338,7 @@ class Delivery:
             )
             if row.attempts >= sending.max_attempts:
                 await outbox.mark_failed(row.id, kind=exc.kind.value, error=exc.detail, now=now)
+                self._count("failed")
                 log.error("text_gave_up", **fields, attempts=row.attempts, error=exc.detail)
                 return
             # A retry due after the text's max age never happens: expire() ends the row then.
@@ -310,6 +346,7 @@ class Delivery:
             await outbox.mark_retry(
                 row.id, next_attempt_at=now + delay, error=exc.detail, kind=exc.kind.value, now=now
             )
+            self._count("retried")
             log.warning("text_retry", **fields, retry_in=round(delay, 1), error=exc.detail)
             return
         if exc.kind is FailureKind.CONFIG:
@@ -326,8 +363,22 @@ class Delivery:
             )
             return
         if exc.kind is FailureKind.OPTED_OUT:
-            await outbox.add_optout(row.to_e164, "provider", now)
+            newly = await outbox.add_optout(row.to_e164, "provider", now)
+            if newly and self.metrics is not None:
+                self.metrics.opt_out()
         elif exc.kind is FailureKind.NOT_SMS_CAPABLE:
             await outbox.mark_not_sms_capable(row.to_e164, exc.code, now)
         await outbox.mark_failed(row.id, kind=exc.kind.value, error=exc.detail, now=now)
+        self._count("failed")
         log.warning("text_failed", **fields, kind=exc.kind.value, error=exc.detail)
+
+    # -- metrics --------------------------------------------------------------------
+
+    def _count(self, state: TextState, n: int = 1) -> None:
+        if self.metrics is not None:
+            for _ in range(n):
+                self.metrics.text_state(state)
+
+    async def _gauge_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set_outbox_depth(await self.store.outbox.pending_count())

@@ -2,6 +2,18 @@
 
 Named ``log.py`` rather than ``logging.py`` so the stdlib module is not shadowed.
 
+Formats:
+
+- ``logfmt``: ``<6>event=call_judged key=value ...``. The ``<N>`` prefix is sd-daemon(3)'s:
+  journald strips it and sets PRIORITY=, so ``journalctl -p warning`` works. No timestamp:
+  journald adds its own.
+- ``json``: one JSON object per line (``ts``, ``level``, ``event``, ``logger``, then the
+  fields), for shipping to another log system. ``ts`` is ISO 8601 UTC, since nothing else adds
+  one there. No ``<N>`` prefix: shippers want pure JSON lines, so under journald these lines all
+  get the default priority and ``journalctl -p`` cannot filter them — use logfmt there.
+- ``console``: coloured, human lines with a local timestamp, for a terminal.
+- ``auto``: console on a terminal, logfmt otherwise.
+
 Phone numbers are personal data and secrets must never reach the journal, so
 every line passes through :func:`mask_personal_data` whichever renderer is used.
 Libraries that log through the stdlib (panoramisk) are routed through the same
@@ -10,17 +22,19 @@ processors, so their lines get the same shape and journald priority.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Final, Literal, TextIO, cast
+from typing import Final, Literal, TextIO, cast, get_args
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from textback.numbers import mask
 
-LogFormat = Literal["auto", "logfmt", "console"]
+LogFormat = Literal["auto", "logfmt", "console", "json"]
+_FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
 
 _LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -73,6 +87,18 @@ class _JournalLogfmt:
         return _PRIORITIES.get(level, "<6>") + self._logfmt(logger, method_name, event_dict)
 
 
+class _JsonLines:
+    """Renders one JSON object per line: ts, level, event and logger first, then the fields."""
+
+    _FIRST: Final = ("ts", "level", "event", "logger")
+
+    def __call__(self, _: WrappedLogger, __: str, event_dict: EventDict) -> str:
+        ordered = {key: event_dict.pop(key) for key in self._FIRST if key in event_dict}
+        ordered.update(event_dict)
+        # default=str: a field holding a Path or a datetime must not cost the whole line.
+        return json.dumps(ordered, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 class _NamedPrintLogger(structlog.PrintLogger):
     """A PrintLogger that remembers the name passed to get_logger(name)."""
 
@@ -109,15 +135,14 @@ def _level_number(level: str) -> int:
         raise ValueError(f"unknown log level {level!r}; use one of: {choices}") from None
 
 
-def _use_console(fmt: str, stream: TextIO) -> bool:
-    if fmt == "console":
-        return True
-    if fmt == "logfmt":
-        return False
+def _renderer(fmt: str, stream: TextIO) -> str:
+    """The format ``fmt`` means on ``stream``: "auto" resolved to "console" or "logfmt"."""
+    if fmt not in _FORMATS:
+        raise ValueError(f"unknown log format {fmt!r}; use one of: {', '.join(_FORMATS)}")
     if fmt == "auto":
         isatty = getattr(stream, "isatty", None)
-        return bool(isatty is not None and isatty())
-    raise ValueError(f"unknown log format {fmt!r}; use one of: auto, logfmt, console")
+        return "console" if isatty is not None and isatty() else "logfmt"
+    return fmt
 
 
 def configure(fmt: LogFormat = "auto", level: str = "info", stream: TextIO | None = None) -> None:
@@ -130,7 +155,7 @@ def configure(fmt: LogFormat = "auto", level: str = "info", stream: TextIO | Non
     """
     out = sys.stderr if stream is None else stream
     threshold = _level_number(level)
-    console = _use_console(fmt, out)
+    renderer = _renderer(fmt, out)
 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -138,11 +163,17 @@ def configure(fmt: LogFormat = "auto", level: str = "info", stream: TextIO | Non
         mask_personal_data,
     ]
     tail: Sequence[Processor]
-    if console:
+    if renderer == "console":
         tail = [
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
             # ConsoleRenderer formats exc_info itself, and warns if it was already rendered.
-            structlog.dev.ConsoleRenderer(colors=_use_console("auto", out)),
+            structlog.dev.ConsoleRenderer(colors=_renderer("auto", out) == "console"),
+        ]
+    elif renderer == "json":
+        tail = [
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.processors.format_exc_info,
+            _JsonLines(),
         ]
     else:
         tail = [structlog.processors.format_exc_info, _JournalLogfmt()]

@@ -6,21 +6,36 @@ task owns the correlator and handles source items strictly in order; the
 reader runs beside it and never waits for us. A bug while handling one
 event is logged and the next event is handled: it must not cost the
 connection or the calls in flight.
+
+Lifecycle under systemd (``Type=notify``, see :mod:`textback.sdnotify`):
+
+* READY once the store is open and the web server listens. The PBX may be
+  down: STATUS says what we wait for, and a PBX outage never fails the unit.
+* WATCHDOG pings only while the event loop turns and every core task (PBX
+  source, correlator, delivery) is running and coming round.
+* :meth:`Daemon.stop` (SIGTERM, SIGINT) drains in order: no new webhooks, the
+  text in flight finishes (or is settled, never left ``sending``), the PBX
+  link closes, then the gateway and the database.
+* :meth:`Daemon.request_reload` (SIGHUP) re-reads the TOML and swaps in the
+  business, policy, templates, sending and hours; the PBX link and the web
+  server stay up. A broken file keeps the running configuration.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import dataclasses
 import signal
 import time
+import tomllib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Final, Protocol, TextIO
 
 from aiohttp import web
 
 from textback.callview import CallNumbers, verdict_record
-from textback.config import AsteriskConfig, Config, FreeswitchConfig
+from textback.config import AsteriskConfig, Config, FreeswitchConfig, load
 from textback.conversations import Conversations
 from textback.core.asterisk import AmiCorrelator
 from textback.core.freeswitch import FsCorrelator
@@ -32,6 +47,7 @@ from textback.log import get_logger
 from textback.notify import MissedCallNotice, StaffNotifier
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
+from textback.sdnotify import SystemdNotifier
 from textback.store import Store
 from textback.web.app import WebDeps, start_web
 
@@ -41,6 +57,15 @@ VerdictHook = Callable[[CallVerdict], Awaitable[None]]
 # Past this many seconds idle the loop wakes anyway, so a stalled clock or a
 # lost timer can never leave a finished call undecided for long.
 MAX_IDLE: Final = 60.0
+# How long SIGTERM waits for the text being sent before settling it unsent.
+DRAIN_TIMEOUT: Final = 10.0
+# A core loop that has not come round for this long is wedged: the watchdog
+# pings stop and systemd restarts us. Idle loops come round every MAX_IDLE.
+STALE_AFTER: Final = 5 * MAX_IDLE
+# How often STATUS is refreshed and the core tasks checked when systemd set no watchdog.
+SUPERVISE_EVERY: Final = 5.0
+# The TOML tables SIGHUP applies; any other change needs a restart.
+RELOADABLE: Final = frozenset({"business", "policy", "templates", "sending", "hours"})
 
 
 def ami_settings(asterisk: AsteriskConfig) -> AmiSettings:
@@ -109,6 +134,10 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         on_verdict: VerdictHook | None = None,
         out: TextIO | None = None,
+        path: Path | None = None,
+        systemd: SystemdNotifier | None = None,
+        drain_timeout: float = DRAIN_TIMEOUT,
+        stale_after: float = STALE_AFTER,
     ) -> None:
         self.config = config
         self.correlator: Correlator
@@ -121,9 +150,11 @@ class Daemon:
                 ami,
                 ami.action,
             )
+            self.pbx_address = f"{config.asterisk.host}:{config.asterisk.port}"
         elif config.freeswitch is not None:
             self.correlator = FsCorrelator(config.freeswitch_settings())
             self.source = EslSource(esl_settings(config.freeswitch))
+            self.pbx_address = f"{config.freeswitch.host}:{config.freeswitch.port}"
         else:
             raise ConfigError(
                 ["no PBX configured — add an [asterisk] or a [freeswitch] table (see the example)"]
@@ -143,9 +174,37 @@ class Daemon:
         self.conversations: Conversations | None = None
         self.notifier: StaffNotifier | None = None
         self.web: web.AppRunner | None = None
+        # Lifecycle: what SIGHUP re-reads, who hears about our state, how long we wait.
+        self.path = path if path is not None else config.path
+        self.systemd = systemd if systemd is not None else SystemdNotifier()
+        self.drain_timeout = drain_timeout
+        self.stale_after = stale_after
+        self._tables = _tables_of(self.path)
+        self._stop = asyncio.Event()
+        self._reload_wanted = asyncio.Event()
+        self._pbx_up = False
+        self._pbx_trouble: str | None = None  # why the link is down, once it went down
+        self._status = ""
+        self._pump_beat = time.monotonic()
+
+    @property
+    def pbx_connected(self) -> bool:
+        """Logged in to the PBX now (for STATUS and health checks)."""
+        return self._pbx_up
+
+    def stop(self) -> None:
+        """Drain and make :meth:`run` return (SIGTERM, SIGINT)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Re-read the config file soon (SIGHUP); requests during a reload make one more."""
+        self._reload_wanted.set()
 
     async def run(self) -> None:
-        """Run until cancelled."""
+        """Run until :meth:`stop` (then drain in order and return) or cancellation.
+
+        A crash in a core task raises, so ``textback run`` exits non-zero.
+        """
         config = self.config
         self.store = store = await Store.open(config.daemon.database)
         self.delivery = delivery = Delivery(config, store, self.gateway, clock=self.clock)
@@ -186,21 +245,218 @@ class Daemon:
                 )
                 self.web = await start_web(deps)
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self.source.run(), name="pbx-source")
-                tasks.create_task(self._pump(), name="correlator")
-                tasks.create_task(delivery.run(), name="delivery")
+                core = {
+                    "pbx source": tasks.create_task(self.source.run(), name="pbx-source"),
+                    "correlator": tasks.create_task(self._pump(), name="correlator"),
+                    "delivery": tasks.create_task(delivery.run(), name="delivery"),
+                }
+                helpers = [
+                    tasks.create_task(self._supervise(core), name="supervisor"),
+                    tasks.create_task(self._reloader(), name="reloader"),
+                ]
+                # Not waiting for the PBX: an outage there must not fail the unit.
+                self._status = self._status_text()
+                self.systemd.ready(self._status)
+                await self._stop.wait()
+                await self._drain(core, helpers)
         finally:
             if self.web is not None:
                 await self.web.cleanup()
+                self.web = None
             if self.notifier is not None:
                 await self.notifier.aclose()
             await self.gateway.aclose()
             await store.aclose()
             log.info("textback_stopped")
 
+    # -- stopping ---------------------------------------------------------------------
+
+    async def _drain(
+        self, core: Mapping[str, asyncio.Task[None]], helpers: Sequence[asyncio.Task[None]]
+    ) -> None:
+        """Stop in order: webhooks, the text in flight, the PBX link (the rest in run())."""
+        log.info("textback_stopping")
+        self.systemd.stopping("stopping: closing the web server")
+        for task in helpers:
+            task.cancel()
+        if self.web is not None:
+            # In-flight requests get the runner's shutdown_timeout to finish.
+            await self.web.cleanup()
+            self.web = None
+        self.systemd.status("stopping: finishing the text being sent")
+        assert self.delivery is not None
+        sender = core["delivery"]
+        self.delivery.stop()
+        await asyncio.wait({sender}, timeout=self.drain_timeout)
+        if not sender.done():
+            log.warning(
+                "text_send_interrupted",
+                waited_seconds=self.drain_timeout,
+                hint="the gateway did not answer in time; the text is settled below",
+            )
+            sender.cancel()
+            await asyncio.wait({sender})
+        await self._settle_unsent()
+        self.systemd.status("stopping: closing the PBX connection")
+        pbx = [core["correlator"], core["pbx source"]]
+        for task in pbx:
+            task.cancel()
+        await asyncio.wait(pbx)
+
+    async def _settle_unsent(self) -> None:
+        """Leave no row ``sending``: the next start must not wonder whether it went."""
+        assert self.store is not None
+        requeued, ambiguous = await self.store.outbox.recover(
+            self.clock(), idempotent=self.gateway.idempotent, gateway=self.gateway.name
+        )
+        for row_id in requeued:
+            log.info("text_requeued_on_stop", outbox_id=row_id)
+        for row_id in ambiguous:
+            log.error(
+                "text_maybe_sent",
+                outbox_id=row_id,
+                gateway=self.gateway.name,
+                error="textback stopped while the provider held the request",
+                hint="the provider may have sent it; not retried, to never text twice",
+            )
+
+    # -- systemd: status and watchdog -------------------------------------------------
+
+    def _status_text(self) -> str:
+        parts: list[str] = []
+        problem = self.delivery.gateway_problem if self.delivery is not None else None
+        if problem is not None:
+            parts.append(f"gateway misconfigured: {problem} — fix [gateway] and restart")
+        if self._pbx_up:
+            calls = self.correlator.calls_in_progress
+            parts.append(f"PBX connected, {calls} call{'' if calls == 1 else 's'} in progress")
+        elif self._pbx_trouble is None:
+            parts.append(f"waiting for the PBX at {self.pbx_address}")
+        else:
+            parts.append(f"waiting for the PBX at {self.pbx_address} ({self._pbx_trouble})")
+        return "; ".join(parts)
+
+    def _update_status(self) -> None:
+        text = self._status_text()
+        if text != self._status and not self._stop.is_set():
+            self._status = text
+            self.systemd.status(text)
+
+    def _wedged(self, core: Mapping[str, asyncio.Task[None]]) -> str | None:
+        """Why the daemon cannot be trusted to work, or None when every core task is live."""
+        for name, task in core.items():
+            if task.done():
+                return f"{name} task ended"
+        assert self.delivery is not None
+        now = time.monotonic()
+        for name, beat in (("correlator", self._pump_beat), ("delivery", self.delivery.beat)):
+            if now - beat > self.stale_after:
+                return f"{name} loop stuck for {now - beat:.0f} s"
+        return None
+
+    async def _supervise(self, core: Mapping[str, asyncio.Task[None]]) -> None:
+        """Refresh STATUS; ping the watchdog while nothing is wedged.
+
+        This task running at all shows the event loop turns.
+        """
+        assert self.delivery is not None
+        interval = self.systemd.watchdog_interval
+        withheld: str | None = None
+        while True:
+            self._update_status()
+            # An idle dispatcher sleeps up to a retry hold; a nudge makes it show it is alive.
+            if time.monotonic() - self.delivery.beat > self.stale_after / 2:
+                self.delivery.wake.set()
+            problem = self._wedged(core)
+            if problem != withheld:
+                if problem is not None:
+                    log.error(
+                        "watchdog_withheld",
+                        problem=problem,
+                        hint="systemd restarts textback when this lasts WatchdogSec",
+                    )
+                else:
+                    log.info("watchdog_resumed")
+                withheld = problem
+            if problem is None and interval is not None:
+                self.systemd.watchdog()
+            await asyncio.sleep(interval if interval is not None else SUPERVISE_EVERY)
+
+    # -- SIGHUP -------------------------------------------------------------------------
+
+    async def _reloader(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            self.systemd.reloading()
+            try:
+                self.reload()
+            except Exception:  # a reload bug must not take the running daemon down
+                log.exception("config_reload_failed", path=str(self.path))
+            self._status = self._status_text()
+            self.systemd.ready(self._status)
+
+    def reload(self) -> bool:
+        """Apply the config file's reloadable tables; False (old config kept) when it is broken."""
+        try:
+            new = load(self.path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                shown = problem if problem.startswith(str(self.path)) else f"{self.path}: {problem}"
+                log.error("config_reload_problem", problem=shown)
+            log.error(
+                "config_reload_failed",
+                path=str(self.path),
+                hint="kept the running configuration; fix the file and reload again",
+            )
+            return False
+        tables = _tables_of(self.path)
+        changed = _changed(self._tables, tables)
+        restart = sorted(changed - RELOADABLE)
+        if restart:
+            log.warning(
+                "config_reload_needs_restart",
+                tables=",".join(restart),
+                hint="these take effect after `systemctl restart textback`; kept them as they were",
+            )
+        self._apply(new)
+        # Remember what runs: unapplied tables keep their old text, so the warning repeats.
+        self._tables = {
+            **{k: v for k, v in self._tables.items() if k not in RELOADABLE},
+            **{k: v for k, v in tables.items() if k in RELOADABLE},
+        }
+        log.info(
+            "config_reloaded", path=str(self.path), applied=",".join(sorted(changed & RELOADABLE))
+        )
+        return True
+
+    def _apply(self, new: Config) -> None:
+        config = dataclasses.replace(
+            self.config,
+            business=new.business,
+            policy=new.policy,
+            templates=new.templates,
+            sending=new.sending,
+            hours=new.hours,
+        )
+        self.config = config
+        if self.delivery is not None:
+            self.delivery.config = config
+        if self.conversations is not None:
+            self.conversations.config = config
+        # After-hours verdicts read the hours when a call ends; calls in flight get the new ones.
+        correlator = self.correlator
+        if isinstance(correlator, AmiCorrelator):
+            correlator.settings = dataclasses.replace(correlator.settings, hours=new.hours)
+        if isinstance(correlator, FsCorrelator):
+            correlator.settings = dataclasses.replace(correlator.settings, hours=new.hours)
+
+    # -- the correlator ---------------------------------------------------------------
+
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            self._pump_beat = time.monotonic()
             deadline = self.correlator.next_deadline()
             wait = MAX_IDLE if deadline is None else max(0.0, deadline - self.clock())
             try:
@@ -211,15 +467,18 @@ class Daemon:
                 continue
             match item:
                 case AmiEvent(message=message) | EslEvent(message=message):
+                    self._pbx_up = True  # also when the PBX refused the resync snapshot
                     await self._handle(lambda now: self.correlator.feed(message, now))
                     self.events_handled += 1
                     async with self._progress:
                         self._progress.notify_all()
                 case AmiResync(channels=channels) | EslResync(channels=channels):
                     log.info("pbx_resynced", channels=len(channels))
+                    self._pbx_up, self._pbx_trouble = True, None
                     await self._handle(lambda now: self.correlator.resync(channels, now))
-                case AmiLinkDown() | EslLinkDown():
-                    pass
+                case AmiLinkDown(reason=reason) | EslLinkDown(reason=reason):
+                    self._pbx_up, self._pbx_trouble = False, reason
+                    self._update_status()
 
     async def _handle(self, step: Callable[[float], list[CallVerdict]]) -> None:
         try:
@@ -242,6 +501,7 @@ class Daemon:
             self.idle.clear()
         else:
             self.idle.set()
+        self._update_status()
 
     async def until_handled(self, count: int) -> None:
         """Wait until ``count`` AMI events have been handled (handled well or logged)."""
@@ -288,19 +548,37 @@ class Daemon:
             await self.on_verdict(verdict)
 
 
-async def serve(config: Config) -> int:
-    """``textback run``: run the daemon until SIGTERM or SIGINT; a crash propagates."""
-    daemon = Daemon(config)
+def _tables_of(path: Path) -> dict[str, object]:
+    """The file's top-level tables as written, to tell which ones a reload changes."""
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}  # load() names the problem; every table then counts as changed
+
+
+def _changed(old: Mapping[str, object], new: Mapping[str, object]) -> set[str]:
+    return {name for name in old.keys() | new.keys() if old.get(name) != new.get(name)}
+
+
+async def serve(config: Config, path: Path) -> int:
+    """``textback run``: run until SIGTERM or SIGINT, drain, return 0; SIGHUP reloads ``path``.
+
+    A crash propagates, so the process exits non-zero and systemd restarts it.
+    """
+    systemd = SystemdNotifier.from_env()
+    daemon = Daemon(config, path=path, systemd=systemd)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    running = asyncio.create_task(daemon.run(), name="daemon")
-    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
-    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not running.done():
-        running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
+    handlers = {
+        signal.SIGTERM: daemon.stop,
+        signal.SIGINT: daemon.stop,
+        signal.SIGHUP: daemon.request_reload,
+    }
+    for signum, handler in handlers.items():
+        loop.add_signal_handler(signum, handler)
+    try:
+        await daemon.run()
+    finally:
+        for signum in handlers:
+            loop.remove_signal_handler(signum)
     return 0

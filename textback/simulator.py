@@ -3,7 +3,10 @@
 Shell (IO). Used by ``textback demo`` and by the tests as the PBX. It behaves
 like Asterisk where textback can tell the difference: banner first, Login
 checked (a wrong secret gets ``Authentication failed`` and the socket closed),
-``Events:`` classes honoured, Ping / CoreShowChannels / Logoff answered.
+``Events:`` classes honoured, Ping / CoreShowChannels / Logoff answered, the
+``write`` classes of manager.conf enforced, and ``Command`` answered for the two
+CLI commands ``textback install-check`` sends (``manager show user <name>``,
+``manager show settings``), in Asterisk 14+'s or Asterisk 13's reply format.
 
 The captures play once per simulator, like time on a real PBX: the stream
 starts at the first successful Login and is broadcast to every logged-in
@@ -19,7 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from textback.pbx.ami_proto import BANNER_PREFIX, epoch_of_uniqueid
 from textback.replayserver import Chunking, ReplayClient, ReplayServer, bundled
@@ -33,7 +36,40 @@ _FRAME_END = re.compile(rb"\r?\n\r?\n")
 _ALL_EVENTS = frozenset({"on", "yes", "true", "all", "1"})
 _NO_EVENTS = frozenset({"off", "no", "false", "0", ""})
 _SMS_ACTIONS: Final = {"donglesendsms": "dongle", "quectelsendsms": "quectel"}
+_SHOW_DEVICES: Final = {"dongleshowdevices": "dongle", "quectelshowdevices": "quectel"}
 _DIALLABLE = re.compile(r"\+?[0-9*#]+")
+# The write class each action needs (any one of them), as in Asterisk and chan_dongle.
+_WRITE_NEEDS: Final = {
+    "coreshowchannels": frozenset({"system", "reporting"}),
+    "command": frozenset({"command"}),
+    "donglesendsms": frozenset({"call"}),
+    "quectelsendsms": frozenset({"call"}),
+    "dongleshowdevices": frozenset({"system", "reporting"}),
+    "quectelshowdevices": frozenset({"system", "reporting"}),
+}
+# Asterisk's permission classes, in the order `manager show user` lists them.
+PERMISSION_CLASSES: Final = (
+    "system",
+    "call",
+    "log",
+    "verbose",
+    "command",
+    "agent",
+    "user",
+    "config",
+    "dtmf",
+    "reporting",
+    "cdr",
+    "dialplan",
+    "originate",
+    "agi",
+    "cc",
+    "aoc",
+    "test",
+    "security",
+    "message",
+)
+CommandFormat = Literal["output", "follows"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,6 +93,16 @@ class SimulatorOptions:
     modem_drivers: frozenset[str] = frozenset({"dongle", "quectel"})
     modem_devices: frozenset[str] = frozenset({"dongle0", "quectel0"})
     modem_error: str | None = None
+    # manager.conf write= classes of the user; None = every class (write = all).
+    write_classes: frozenset[str] | None = None
+    # Send FullyBooted right after each Login whose Events and read classes allow
+    # "system", as Asterisk does. Off by default: the captures carry their own.
+    fully_booted: bool = False
+    # How `Action: Command` replies: "output" (Asterisk 14+, one Output: header per
+    # line) or "follows" (Asterisk 13 and older, raw text up to --END COMMAND--).
+    command_format: CommandFormat = "output"
+    # manager.conf [general] channelvars, as `manager show settings` reports them.
+    channelvars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +133,12 @@ def _describe(raw: bytes) -> _Frame:
 
 
 _SHUTDOWN_FRAME: Final = _describe(SHUTDOWN_EVENT)
+# What Asterisk sends a session right after its Login when it may read "system".
+FULLY_BOOTED_EVENT: Final = (
+    b"Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 4242\r\nLastReload: 4242\r\n"
+    b"Status: Fully Booted\r\n\r\n"
+)
+_FULLY_BOOTED_FRAME: Final = _describe(FULLY_BOOTED_EVENT)
 
 
 def split_capture(capture: bytes) -> list[_Frame]:
@@ -225,11 +277,25 @@ class AmiSimulator(ReplayServer[SimulatorOptions, _Frame, _Client]):
             await self._notify()
             pong = _reply("Success", action_id, "Ping: Pong", f"Timestamp: {time.time():.6f}")
             return await client.send(pong)
+        known = (
+            name in ("coreshowchannels", "command")
+            or _SMS_ACTIONS.get(name, _SHOW_DEVICES.get(name)) in self.options.modem_drivers
+        )
+        if not known:
+            return await client.send(_reply("Error", action_id, "Message: Invalid/unknown command"))
+        if not self._may_write(name):
+            return await client.send(_reply("Error", action_id, "Message: Permission denied"))
         if name == "coreshowchannels":
             return await client.send(self._channels_reply(action_id))
-        if _SMS_ACTIONS.get(name) in self.options.modem_drivers:
-            return await client.send(await self._send_sms(action))
-        return await client.send(_reply("Error", action_id, "Message: Invalid/unknown command"))
+        if name == "command":
+            return await client.send(self._command_reply(action))
+        if name in _SHOW_DEVICES:
+            return await client.send(self._devices_reply(_SHOW_DEVICES[name], action))
+        return await client.send(await self._send_sms(action))
+
+    def _may_write(self, action: str) -> bool:
+        granted = self.options.write_classes
+        return granted is None or bool(granted & _WRITE_NEEDS.get(action, frozenset()))
 
     async def _login(self, client: _Client, action: dict[str, str]) -> bool:
         self.login_attempts += 1
@@ -247,6 +313,8 @@ class AmiSimulator(ReplayServer[SimulatorOptions, _Frame, _Client]):
         client.events = parse_events_value(action.get("events"))
         client.authenticated = True
         self.logins += 1
+        if self.options.fully_booted and self._wants(client, _FULLY_BOOTED_FRAME):
+            await client.send(FULLY_BOOTED_EVENT)
         self._start_stream()
         await self._notify()
         return True
@@ -287,6 +355,87 @@ class AmiSimulator(ReplayServer[SimulatorOptions, _Frame, _Client]):
         done += ["EventList: Complete", f"ListItems: {len(snapshot)}"]
         parts.append(("\r\n".join(done) + "\r\n\r\n").encode())
         return b"".join(parts)
+
+    def _command_reply(self, action: dict[str, str]) -> bytes:
+        """Run a CLI command the way ``Action: Command`` does, in the configured reply format."""
+        action_id = action.get("actionid")
+        words = action.get("command", "").split()
+        if not words:
+            return _reply("Error", action_id, "Message: No command provided")
+        output = self._cli(words)
+        if self.options.command_format == "follows":
+            head = ["Response: Follows", "Privilege: Command"]
+            if action_id is not None:
+                head.append(f"ActionID: {action_id}")
+            # The CLI's own newlines, unchanged: a blank line in the output is not a frame end.
+            return ("\r\n".join(head) + "\r\n" + output + "--END COMMAND--\r\n\r\n").encode()
+        lines = [f"Output: {line}" for line in output.split("\n")[:-1]]
+        return _reply("Success", action_id, "Message: Command output follows", *lines)
+
+    def _cli(self, words: list[str]) -> str:
+        """The CLI output of a command (lines ended by \\n), for the commands install-check uses."""
+        o = self.options
+        lowered = [w.lower() for w in words]
+        if lowered[:3] == ["manager", "show", "user"] and len(words) == 4:
+            if words[3].lower() != o.username.lower():
+                return f"There is no manager called {words[3]}\n"
+            return (
+                "\n"
+                f"          username: {o.username}\n"
+                "            secret: <Set>\n"
+                "               ACL: yes\n"
+                f"         read perm: {_perms(o.read_classes)}\n"
+                f"        write perm: {_perms(o.write_classes)}\n"
+                "   displayconnects: yes\n"
+                "allowmultiplelogin: yes\n"
+                "         Variables: \n"
+            )
+        if lowered == ["manager", "show", "settings"]:
+            rows = [
+                ("Manager (AMI):", "Yes"),
+                ("Web Manager (AMI/HTTP):", "No"),
+                ("TCP Bindaddress:", "127.0.0.1:5038"),
+                ("Allow multiple login:", "Yes"),
+                ("Display connects:", "Yes"),
+                ("Timestamp events:", "No"),
+                # Asterisk prints at most 55 characters of a value.
+                ("Channel vars:", ",".join(o.channelvars)[:55]),
+                ("Debug:", "No"),
+            ]
+            return "\nGlobal Settings:\n----------------\n" + "".join(
+                f"  {label:<25.25}  {value}\n" for label, value in rows
+            )
+        said = " ".join(words)
+        return (
+            f"No such command '{said}' (type 'core show help {said}' for other possible commands)\n"
+        )
+
+    def _devices_reply(self, driver: str, action: dict[str, str]) -> bytes:
+        """The modem driver's device list (``Device:`` filters it), as chan_dongle sends it."""
+        action_id = action.get("actionid")
+        wanted = action.get("device", "")
+        prefix = driver.title()
+        devices = sorted(d for d in self.options.modem_devices if wanted in ("", d))
+        parts = [
+            _reply(
+                "Success", action_id, "EventList: start", "Message: Device status list will follow"
+            )
+        ]
+        tail = [f"ActionID: {action_id}"] if action_id is not None else []
+        for device in devices:
+            lines = [f"Event: {prefix}DeviceEntry", *tail, f"Device: {device}", "State: Free"]
+            parts.append(("\r\n".join(lines) + "\r\n\r\n").encode())
+        done = [f"Event: {prefix}ShowDevicesComplete", *tail, "EventList: Complete"]
+        done.append(f"ListItems: {len(devices)}")
+        parts.append(("\r\n".join(done) + "\r\n\r\n").encode())
+        return b"".join(parts)
+
+
+def _perms(classes: frozenset[str] | None) -> str:
+    """A class set as ``manager show user`` prints it (``<none>`` when empty)."""
+    if classes is None:
+        return ",".join((*PERMISSION_CLASSES, "all"))
+    return ",".join(c for c in PERMISSION_CLASSES if c in classes) or "<none>"
 
 
 def bundled_captures() -> list[tuple[str, bytes]]:

@@ -33,6 +33,7 @@ from textback.core.verdict import CallVerdict, Verdict
 from textback.errors import StoreError
 from textback.inbox_store import ConversationSummary, Dashboard, Inbox, Thread, migrate_3_inbox
 from textback.outbox import Outbox, OutboxRow, migrate_2_outbox
+from textback.sqltx import as_store_error
 
 _T = TypeVar("_T")
 
@@ -536,6 +537,17 @@ class AsyncOutbox:
 
     async def next_due(self) -> float | None:
         return await self._worker.run(self._outbox.next_due)
+
+    async def pending_count(self) -> int:
+        """Texts waiting to be sent (the outbox depth metric); the state index answers it."""
+        db = self._worker.store._db
+
+        def count() -> int:
+            with as_store_error("read", "the outbox", db.path):
+                sql = "SELECT count(*) FROM outbox WHERE state = 'pending'"
+                return int(db.live().execute(sql).fetchone()[0])
+
+        return await self._worker.run(count)
 
     async def history(self, to_e164: str, now: float) -> History:
         return await self._worker.run(functools.partial(self._outbox.history, to_e164, now))

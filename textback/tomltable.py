@@ -3,6 +3,11 @@
 Shell helper shared by ``config.py`` and the gateway adapters, which validate
 their own tables. A problem names the key by its full TOML path and says how
 to fix it; secret values never appear in one.
+
+A secret is never written in the file: ``<key>_env`` names an environment variable,
+``<key>_file`` a file (relative to the config file), and ``<key>_credential`` a systemd
+credential, the file ``$CREDENTIALS_DIRECTORY/<name>`` that the unit's ``LoadCredential=``
+provides to the service alone. Exactly one of the three; tables list them with ``*spec.keys``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 
@@ -211,7 +216,7 @@ class Table:
 class SecretSpec:
     """How one secret is named in a table and explained in problems."""
 
-    key: str = "secret"  # read from <key>_file or <key>_env
+    key: str = "secret"  # read from <key>_env, <key>_file or <key>_credential
     what: str = "AMI secret"
     origin: str = "manager.conf"  # where the admin finds the value
     env_example: str = "TEXTBACK_AMI_SECRET"
@@ -226,10 +231,30 @@ class SecretSpec:
         return f"{self.key}_env"
 
     @property
+    def credential_key(self) -> str:
+        return f"{self.key}_credential"
+
+    @property
+    def keys(self) -> tuple[str, str, str]:
+        """The three keys that may name this secret, for a table's list of allowed keys."""
+        return (self.env_key, self.file_key, self.credential_key)
+
+    @property
+    def credential_example(self) -> str:
+        # The file's own name, so LoadCredential=ami-secret:/etc/textback/ami-secret reads well.
+        return PurePosixPath(self.file_example).name
+
+    def named_in(self, data: Mapping[str, object]) -> bool:
+        """True when ``data`` names this secret in any of the three ways."""
+        return any(key in data for key in self.keys)
+
+    @property
     def howto(self) -> str:
         return (
-            f'set {self.env_key} = "{self.env_example}" (an environment variable holding it) '
-            f'or {self.file_key} = "{self.file_example}" (a file holding it)'
+            f'set {self.env_key} = "{self.env_example}" (an environment variable holding it), '
+            f'{self.file_key} = "{self.file_example}" (a file holding it) '
+            f'or {self.credential_key} = "{self.credential_example}" (a systemd credential, '
+            f"LoadCredential={self.credential_example}:{self.file_example} in the unit)"
         )
 
 
@@ -241,42 +266,58 @@ _CONVENTIONAL_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 def read_secret(
     s: Table, base: Path, require: bool, spec: SecretSpec = AMI_SECRET
 ) -> tuple[Secret | None, str]:
-    """A secret named by ``<key>_file`` or ``<key>_env``, and a description of where it comes from.
+    """A secret named by ``<key>_env``, ``<key>_file`` or ``<key>_credential``, and where it
+    comes from ("environment variable X", "file /path", "systemd credential NAME").
 
-    Problems name the variable or file, never the value. A value that looks like it could itself
-    be the secret (pasted into ``<key>_env`` or ``<key>_file`` by mistake) is not echoed either.
+    Problems name the variable, file or credential, never the value. A value that looks like it
+    could itself be the secret (pasted into one of those keys by mistake) is not echoed either.
+    With ``require`` False, a secret that cannot be read now is None without a problem.
     """
-    has_file, has_env = spec.file_key in s.data, spec.env_key in s.data
-    if has_file and has_env:
-        s.problem(spec.env_key, f"set together with {spec.file_key} — keep only one of the two")
+    named = [key for key in spec.keys if key in s.data]
+    if len(named) > 1:
+        first, *others = named
+        s.problem(
+            first,
+            f"set together with {' and '.join(others)} — keep only one of the "
+            f"{'two' if len(named) == 2 else 'three'}",
+        )
         return None, ""
-    if not has_file and not has_env:
+    if not named:
         if require:
             s.problems.append(f"{s.path}: no {spec.what} configured — {spec.howto}")
         return None, ""
-    if has_env:
-        name = s.data[spec.env_key]
-        if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+    if named[0] == spec.env_key:
+        return _from_env(s, require, spec)
+    if named[0] == spec.file_key:
+        return _from_file(s, base, require, spec)
+    return _from_credential(s, require, spec)
+
+
+def _from_env(s: Table, require: bool, spec: SecretSpec) -> tuple[Secret | None, str]:
+    name = s.data[spec.env_key]
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
+        s.problem(
+            spec.env_key,
+            "expected the NAME of an environment variable (letters, digits and _), "
+            f'not the secret itself — e.g. {spec.env_key} = "{spec.env_example}"',
+        )
+        return None, ""
+    shown = name if _CONVENTIONAL_ENV_NAME.fullmatch(name) else "named there"
+    source = f"environment variable {shown}"
+    value = os.environ.get(name, "")
+    if not value:
+        if require:
             s.problem(
                 spec.env_key,
-                "expected the NAME of an environment variable (letters, digits and _), "
-                f'not the secret itself — e.g. {spec.env_key} = "{spec.env_example}"',
+                f"environment variable {shown} is not set or empty — set it in the service's "
+                "environment (systemd: Environment= or EnvironmentFile=) to the "
+                f"{spec.what} from {spec.origin}",
             )
-            return None, ""
-        shown = name if _CONVENTIONAL_ENV_NAME.fullmatch(name) else "named there"
-        source = f"environment variable {shown}"
-        value = os.environ.get(name, "")
-        if not value:
-            if require:
-                s.problem(
-                    spec.env_key,
-                    f"environment variable {shown} is not set or empty — set it in the service's "
-                    "environment (systemd: Environment= or EnvironmentFile=) to the "
-                    f"{spec.what} from {spec.origin}",
-                )
-            return None, source
-        return checked_secret(s, spec.env_key, value), source
+        return None, source
+    return checked_secret(s, spec.env_key, value), source
 
+
+def _from_file(s: Table, base: Path, require: bool, spec: SecretSpec) -> tuple[Secret | None, str]:
     raw = s.data[spec.file_key]
     if not isinstance(raw, str) or not raw.strip():
         s.problem(
@@ -288,34 +329,93 @@ def read_secret(
     path = base / raw
     # A bare word that names no file may be the secret itself, pasted here by mistake.
     shown = str(path) if "/" in raw or path.exists() else "named there"
-    source = f"file {shown}"
     fix = (
         f"create it holding only the {spec.what} from {spec.origin}, "
         "readable by the user textback runs as"
     )
+    text, problem = _read_one_line(path, f"file {shown}", fix)
+    if text is not None:
+        return checked_secret(s, spec.file_key, text), f"file {shown}"
+    if require:
+        s.problem(spec.file_key, problem)
+    return None, f"file {shown}"
+
+
+# systemd's rule for credential names: a valid file name (no "/", not "." or "..").
+_CREDENTIAL_NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,255}")
+# Names in the usual lower-case-words shape are shown in problems; anything else might be the
+# secret itself, pasted into <key>_credential by mistake.
+_CONVENTIONAL_CREDENTIAL_NAME = re.compile(r"[a-z]+(?:[-_.@][a-z0-9]+)*")
+
+
+def credential_name_shown(name: str) -> str:
+    """``name`` as problems and summaries may show it, or "named there" if it could be a secret."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY", "")
+    if _CONVENTIONAL_CREDENTIAL_NAME.fullmatch(name):
+        return name
+    if directory and _CREDENTIAL_NAME.fullmatch(name) and (Path(directory) / name).is_file():
+        return name
+    return "named there"
+
+
+def _from_credential(s: Table, require: bool, spec: SecretSpec) -> tuple[Secret | None, str]:
+    key = spec.credential_key
+    name = s.data[key]
+    if not isinstance(name, str) or not _CREDENTIAL_NAME.fullmatch(name) or name in (".", ".."):
+        s.problem(
+            key,
+            "expected the NAME of a systemd credential (letters, digits and _ . @ + -), as in "
+            f"the unit's LoadCredential=NAME:/path, not the secret itself — e.g. {key} = "
+            f'"{spec.credential_example}"',
+        )
+        return None, ""
+    shown = credential_name_shown(name)
+    source = f"systemd credential {shown}"
+    load = f"LoadCredential={name if shown == name else 'NAME'}:{spec.file_example}"
+    directory = os.environ.get("CREDENTIALS_DIRECTORY", "")
+    if not directory:
+        problem = (
+            f"CREDENTIALS_DIRECTORY is not set — {key} works only when textback runs under "
+            f"systemd with {load} in the unit (check it there: systemctl restart textback, "
+            f"then journalctl -u textback), or use {spec.env_key} or {spec.file_key} instead"
+        )
+    else:
+        fix = (
+            f"add {load} to the unit (systemctl edit textback), the file holding only the "
+            f"{spec.what} from {spec.origin}"
+        )
+        text, problem = _read_one_line(
+            Path(directory) / name, f"systemd credential {shown}", fix, missing="is not loaded"
+        )
+        if text is not None:
+            return checked_secret(s, key, text), source
+    if require:
+        s.problem(key, problem)
+    return None, source
+
+
+def _read_one_line(
+    path: Path, what: str, fix: str, *, missing: str = "does not exist"
+) -> tuple[str | None, str]:
+    """The text of a secret file without its final line break, or None and the problem."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        problem = f"file {shown} does not exist — {fix}"
+        return None, f"{what} {missing} — {fix}"
     except IsADirectoryError:
-        problem = f"{shown} is a directory — point it at the file that holds the secret"
+        return None, f"{what}: that is a directory — point it at the file that holds the secret"
     except PermissionError:
-        problem = f"file {shown} cannot be read (permission denied) — {fix}"
+        return None, f"{what} cannot be read (permission denied) — {fix}"
     except OSError as exc:
-        problem = f"file {shown} cannot be read ({exc.strerror}) — {fix}"
-    else:
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            problem = f"file {shown} is not UTF-8 text — {fix}"
-        else:
-            text = text.removesuffix("\n").removesuffix("\r")
-            if text:
-                return checked_secret(s, spec.file_key, text), source
-            problem = f"file {shown} is empty — {fix}"
-    if require:
-        s.problem(spec.file_key, problem)
-    return None, source
+        return None, f"{what} cannot be read ({exc.strerror}) — {fix}"
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None, f"{what} is not UTF-8 text — {fix}"
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        return None, f"{what} is empty — {fix}"
+    return text, ""
 
 
 def checked_secret(s: Table, key: str, value: str) -> Secret | None:

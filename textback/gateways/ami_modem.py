@@ -40,6 +40,10 @@ from textback.tomltable import Table, show
 
 Driver = Literal["dongle", "quectel"]
 ACTIONS: Final[Mapping[Driver, str]] = {"dongle": "DongleSendSMS", "quectel": "QuectelSendSMS"}
+SHOW_ACTIONS: Final[Mapping[Driver, str]] = {
+    "dongle": "DongleShowDevices",
+    "quectel": "QuectelShowDevices",
+}
 DEFAULT_TIMEOUT: Final = 10.0
 # chan_dongle turns Validity minutes into a relative TP-VP, whose longest is 63 weeks.
 MAX_VALIDITY: Final = 63 * 7 * 24 * 60
@@ -191,6 +195,56 @@ class AmiModemGateway:
         except PbxError as exc:
             raise GatewayError(FailureKind.TRANSIENT, f"AMI link: {exc}") from exc
         return interpret(reply, self.device)
+
+    async def check(self) -> str:
+        """Ask the driver for the configured device (``DongleShowDevices`` with ``Device:``).
+
+        Nothing is sent. The reply's ``ListItems`` (the device count, from the list's
+        closing event) is there when the AMI action returns it, as install-check's own
+        session does; the daemon's link returns the first reply only, which proves the
+        driver is loaded and the user may list devices, not that the device exists.
+        """
+        if self._action is None:
+            raise GatewayError(FailureKind.CONFIG, "ami_modem used before start()")
+        action = SHOW_ACTIONS[self.driver]
+        try:
+            async with asyncio.timeout(self.timeout):
+                reply = await self._action({"Action": action, "Device": self.device})
+        except TimeoutError as exc:
+            raise GatewayError(
+                FailureKind.TRANSIENT,
+                f"no reply from the PBX to {action} within {self.timeout:g} s",
+            ) from exc
+        except PbxError as exc:
+            raise GatewayError(FailureKind.TRANSIENT, f"AMI link: {exc}") from exc
+        if reply.get("Response", "").lower() != "success":
+            raise _show_refused(action, reply.get("Message", "").strip() or "(no message)")
+        count = reply.get("ListItems", "").strip()
+        if not count:
+            return f"the PBX answers {action}; device {self.device} is checked at the first send"
+        if count == "0":
+            raise GatewayError(
+                FailureKind.CONFIG,
+                f"modem {self.device}: Device not found — {_REASONS[0][2]}",
+            )
+        return f"modem {self.device} is known to chan_{self.driver}"
+
+
+def _show_refused(action: str, message: str) -> GatewayError:
+    lowered = message.lower()
+    if lowered == "permission denied":
+        return GatewayError(
+            FailureKind.CONFIG,
+            f"AMI user may not run {action}: Permission denied — add write=reporting to its "
+            "section in manager.conf",
+        )
+    if "invalid/unknown command" in lowered:
+        return GatewayError(
+            FailureKind.CONFIG,
+            f"the PBX does not know {action}: {message} — is the modem's channel driver loaded "
+            "(`module show like dongle` / `quectel`) and gateway.driver right?",
+        )
+    return GatewayError(FailureKind.CONFIG, f"{action} refused: {message}")
 
 
 def interpret(reply: Mapping[str, str], device: str) -> SendReceipt:

@@ -5,7 +5,8 @@ point in the ``textback.gateways`` group, or ``"package.module:Class"``). It is
 built from its TOML table with no IO (``from_config``: validation only, so
 ``check-config`` can run it), started once the daemon runs (``start``: open the
 HTTP session, find the AMI link), asked to ``send`` one text at a time, and
-closed (``aclose``).
+closed (``aclose``). Adapters may add ``check`` (:class:`Checkable`), a no-send
+credentials check for ``textback install-check``.
 
 ``send`` returns a :class:`SendReceipt` or raises :class:`GatewayError` with a
 :class:`FailureKind`; adapters translate their vendor's errors at this edge,
@@ -18,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, Self, TextIO
+from typing import Final, Protocol, Self, TextIO
 
 from textback.errors import TextbackError
 
@@ -116,6 +117,24 @@ class Gateway(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# How a check() that cannot test anything without sending begins its answer.
+NOTHING_TO_CHECK: Final = "nothing to check without sending"
+
+
+class Checkable(Protocol):
+    """What a gateway adds so that ``textback install-check`` can test it without sending."""
+
+    async def check(self) -> str:
+        """Prove the configured credentials work, sending nothing; called after ``start``.
+
+        Returns a short description for the report ("account AC… active"), or a
+        sentence beginning with :data:`NOTHING_TO_CHECK` saying why. Raises :class:`GatewayError`
+        with the kinds ``send`` would raise for the same fault (a refused key is
+        CONFIG, an unreachable provider TRANSIENT).
+        """
+        ...
 
 
 # -- replies and delivery receipts (webhooks) ---------------------------------------------

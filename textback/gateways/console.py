@@ -18,6 +18,7 @@ from typing import Final, Self, TextIO
 
 from textback.errors import ConfigError
 from textback.gateways.base import (
+    NOTHING_TO_CHECK,
     BadWebhook,
     DeliveryReceipt,
     FailureKind,
@@ -41,7 +42,7 @@ WEBHOOK_TOKEN: Final = SecretSpec(
 )
 DELIVERED: Final = frozenset({"delivered"})
 FAILED: Final = frozenset({"failed", "undelivered"})
-_KEYS: Final = (WEBHOOK_TOKEN.env_key, WEBHOOK_TOKEN.file_key, "provider_confirms_stop")
+_KEYS: Final = (*WEBHOOK_TOKEN.keys, "provider_confirms_stop")
 # Sender settings mean nothing to a gateway that only prints.
 _HINTS: Final = {
     "from": "remove it",
@@ -90,6 +91,10 @@ class ConsoleGateway:
         print(f"SMS to {sms.to}: {sms.body}", file=out, flush=True)
         self._sent += 1
         return SendReceipt(f"console-{self._sent}")
+
+    async def check(self) -> str:
+        """Nothing: printing needs no account."""
+        return f"{NOTHING_TO_CHECK}: texts are printed, not sent"
 
     async def aclose(self) -> None:
         self._out = None

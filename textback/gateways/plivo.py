@@ -99,6 +99,7 @@ _KEYS: Final = (
     "auth_id",
     AUTH_TOKEN.env_key,
     AUTH_TOKEN.file_key,
+    AUTH_TOKEN.credential_key,
     "from",
     "powerpack_uuid",
     "status_callback",
@@ -133,7 +134,8 @@ class PlivoGateway(HttpAdapterBase):
         provider_confirms_stop: bool = True,
     ) -> None:
         super().__init__(timeout=timeout)
-        self.url = f"{base_url.rstrip('/')}/v1/Account/{auth_id}/Message/"
+        self.account_url = f"{base_url.rstrip('/')}/v1/Account/{auth_id}/"
+        self.url = f"{self.account_url}Message/"
         self.provider_confirms_stop = provider_confirms_stop
         self.auth_id = auth_id
         self.auth_token = auth_token
@@ -225,6 +227,18 @@ class PlivoGateway(HttpAdapterBase):
                 return SendReceipt(uuid)
             raise accepted_unreadable(reply, "a message_uuid")
         raise send_failure(reply)
+
+    async def check(self) -> str:
+        """Fetch the account (``GET /v1/Account/{auth_id}/``, nothing is sent): the auth works."""
+        if self.auth_token is None:
+            raise GatewayError(FailureKind.CONFIG, "plivo: no auth token configured")
+        reply = await self.get(self.account_url, auth=(self.auth_id, self.auth_token.reveal()))
+        if not 200 <= reply.status < 300:
+            raise send_failure(reply)
+        name, cash = reply.field("name"), reply.field("cash_credits")
+        named = f" ({name})" if isinstance(name, str) and name else ""
+        balance = f", cash credits {cash}" if isinstance(cash, str) and cash else ""
+        return f"account {self.auth_id}{named} accepted{balance}"
 
     # -- replies and delivery reports ------------------------------------------------------
 

@@ -53,6 +53,7 @@ _KNOWN: Final = (
     "username",
     PASSWORD.env_key,
     PASSWORD.file_key,
+    PASSWORD.credential_key,
     "from_address",
     "to_template",
     "subject",
@@ -230,15 +231,7 @@ class SmtpGateway:
 
     async def send(self, sms: OutgoingSms) -> SendReceipt:
         mail = self.message(sms)
-        client = aiosmtplib.SMTP(
-            hostname=self.host,
-            port=self.port,
-            username=self.username,
-            password=self._password.reveal() if self._password is not None else None,
-            use_tls=self.tls == "implicit",
-            start_tls=self.tls == "starttls",
-            timeout=self.timeout,
-        )
+        client = self._client()
         try:
             try:
                 async with asyncio.timeout(self.timeout):
@@ -255,6 +248,41 @@ class SmtpGateway:
         finally:
             client.close()
         return SendReceipt(str(mail["Message-ID"]))
+
+    async def check(self) -> str:
+        """Connect, EHLO, STARTTLS when configured and log in, then QUIT: no mail is sent."""
+        client = self._client()
+        try:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    # connect() reads the greeting, upgrades with STARTTLS and logs in.
+                    await client.connect()
+                    if client.is_ehlo_or_helo_needed:
+                        await client.ehlo()
+                    extensions = client.esmtp_extensions
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                raise classify(exc, self.host, self.port, self.timeout) from exc
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    await client.quit()
+        finally:
+            client.close()
+        tls = {"starttls": ", STARTTLS", "implicit": ", TLS"}.get(self.tls, "")
+        login = f", login as {self.username}" if self.username else ", no login configured"
+        if not self.username and "auth" in extensions:
+            login += " (the server offers AUTH: it may refuse to relay without one)"
+        return f"{self.host}:{self.port} accepted EHLO{tls}{login}"
+
+    def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self._password.reveal() if self._password is not None else None,
+            use_tls=self.tls == "implicit",
+            start_tls=self.tls == "starttls",
+            timeout=self.timeout,
+        )
 
 
 def classify(exc: BaseException, host: str, port: int, timeout: float) -> GatewayError:

@@ -128,6 +128,7 @@ class TelnyxGateway(HttpAdapterBase):
     KEYS: Final = (
         "api_key_file",
         "api_key_env",
+        "api_key_credential",
         "from",
         "messaging_profile_id",
         "webhook_url",
@@ -153,6 +154,7 @@ class TelnyxGateway(HttpAdapterBase):
         self.public_key = public_key
         self.provider_confirms_stop = provider_confirms_stop
         self.url = f"{base_url.rstrip('/')}/v2/messages"
+        self.balance_url = f"{base_url.rstrip('/')}/v2/balance"
         self.api_key = api_key
         self.sender = sender
         self.profile_id = profile_id
@@ -227,8 +229,21 @@ class TelnyxGateway(HttpAdapterBase):
             if isinstance(message_id, str) and message_id:
                 return SendReceipt(message_id)
             raise accepted_unreadable(reply, "data.id")
-        code, detail = first_error(reply)
-        raise failure(reply, code=code, codes=TELNYX_CODES, detail=detail, wait=rate_reset(reply))
+        raise refusal(reply)
+
+    async def check(self) -> str:
+        """Read the account balance (``GET /v2/balance``, nothing is sent): the API key works."""
+        if self.api_key is None:
+            raise GatewayError(FailureKind.CONFIG, "telnyx: no API key configured")
+        reply = await self.get(
+            self.balance_url, headers={"Authorization": f"Bearer {self.api_key.reveal()}"}
+        )
+        if not 200 <= reply.status < 300:
+            raise refusal(reply)
+        balance, currency = reply.field("data", "balance"), reply.field("data", "currency")
+        if isinstance(balance, str | int | float) and not isinstance(balance, bool):
+            return f"API key accepted, balance {balance} {currency or ''}".rstrip()
+        return "API key accepted"
 
     # -- webhooks ------------------------------------------------------------------------
 
@@ -334,6 +349,12 @@ def _string(payload: object, *path: str | int) -> str:
         where = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)
         raise BadWebhook(400, f"no payload{where}")
     return value
+
+
+def refusal(reply: HttpReply) -> GatewayError:
+    """The GatewayError for an error reply (an ``errors`` array)."""
+    code, detail = first_error(reply)
+    return failure(reply, code=code, codes=TELNYX_CODES, detail=detail, wait=rate_reset(reply))
 
 
 def first_error(reply: HttpReply) -> tuple[str, str]:

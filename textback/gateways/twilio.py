@@ -43,6 +43,7 @@ from textback.gateways.base import (
 from textback.gateways.http import (
     DEFAULT_TIMEOUT,
     HttpAdapterBase,
+    HttpReply,
     accepted_unreadable,
     check_sender,
     code_table,
@@ -177,7 +178,9 @@ class TwilioCompatibleGateway(HttpAdapterBase):
         super().__init__(timeout=timeout)
         self.signing_key = signing_key
         self.provider_confirms_stop = provider_confirms_stop
-        self.url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account}/Messages.json"
+        self.account = account
+        self.account_url = f"{api_base.rstrip('/')}/2010-04-01/Accounts/{account}"
+        self.url = f"{self.account_url}/Messages.json"
         self.user = user
         self.secret = secret
         self.sender = sender
@@ -212,13 +215,34 @@ class TwilioCompatibleGateway(HttpAdapterBase):
             if isinstance(sid, str) and sid:
                 return SendReceipt(sid)
             raise accepted_unreadable(reply, "a message sid")
-        message = reply.field("message")
-        raise failure(
-            reply,
-            code=vendor_code(reply.field("code")),
-            codes=TWILIO_CODES,
-            detail=message if isinstance(message, str) and message else "",
-        )
+        raise refusal(reply)
+
+    async def check(self) -> str:
+        """Fetch the account (a GET: nothing is sent): the credentials work, the account is active.
+
+        A Twilio API key may not read the Account resource, so with one the first
+        page of the message list is fetched instead, which proves the key alone.
+        """
+        if self.secret is None:
+            raise GatewayError(FailureKind.CONFIG, f"{self.name}: no credentials configured")
+        auth = (self.user, self.secret.reveal())
+        if self.user != self.account:
+            reply = await self.get(self.url, params={"PageSize": "1"}, auth=auth)
+            if not 200 <= reply.status < 300:
+                raise refusal(reply)
+            return f"API key {self.user} accepted for account {self.account}"
+        reply = await self.get(f"{self.account_url}.json", auth=auth)
+        if not 200 <= reply.status < 300:
+            raise refusal(reply)
+        status, name, kind = (reply.field(key) for key in ("status", "friendly_name", "type"))
+        named = f" ({name})" if isinstance(name, str) and name else ""
+        if isinstance(status, str) and status.lower() != "active":
+            raise GatewayError(
+                FailureKind.CONFIG,
+                f"account {self.account}{named} is {status} — reactivate it in the console",
+            )
+        trial = ", a trial: it texts verified numbers only" if kind == "Trial" else ""
+        return f"account {self.account}{named} {status or 'answers'}{trial}"
 
     # -- webhooks ------------------------------------------------------------------------
 
@@ -270,6 +294,17 @@ class TwilioCompatibleGateway(HttpAdapterBase):
     def webhook_reply(self) -> WebhookReply:
         # Empty TwiML: Twilio sends nothing back. Any other body would be read as TwiML.
         return WebhookReply(200, "text/xml", EMPTY_TWIML)
+
+
+def refusal(reply: HttpReply) -> GatewayError:
+    """The GatewayError for an error reply (``{"code": 21610, "message": ...}``)."""
+    message = reply.field("message")
+    return failure(
+        reply,
+        code=vendor_code(reply.field("code")),
+        codes=TWILIO_CODES,
+        detail=message if isinstance(message, str) and message else "",
+    )
 
 
 EMPTY_TWIML: Final = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -450,9 +485,11 @@ class TwilioGateway(TwilioCompatibleGateway):
         "account_sid",
         "auth_token_file",
         "auth_token_env",
+        "auth_token_credential",
         "api_key_sid",
         "api_key_secret_file",
         "api_key_secret_env",
+        "api_key_secret_credential",
         "from",
         "messaging_service_sid",
         "status_callback",
@@ -461,6 +498,7 @@ class TwilioGateway(TwilioCompatibleGateway):
         "base_url",
         "webhook_auth_token_file",
         "webhook_auth_token_env",
+        "webhook_auth_token_credential",
         "provider_confirms_stop",
     )
 
@@ -566,6 +604,7 @@ class SignalWireGateway(TwilioCompatibleGateway):
         "project_id",
         "api_token_file",
         "api_token_env",
+        "api_token_credential",
         "from",
         "status_callback",
         "validity_period",
@@ -573,6 +612,7 @@ class SignalWireGateway(TwilioCompatibleGateway):
         "base_url",
         "signing_key_file",
         "signing_key_env",
+        "signing_key_credential",
         "provider_confirms_stop",
     )
 

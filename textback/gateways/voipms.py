@@ -105,11 +105,13 @@ _KEYS: Final = (
     "api_username",
     API_PASSWORD.env_key,
     API_PASSWORD.file_key,
+    API_PASSWORD.credential_key,
     "did",
     "timeout",
     "base_url",
     WEBHOOK_TOKEN.env_key,
     WEBHOOK_TOKEN.file_key,
+    WEBHOOK_TOKEN.credential_key,
     "provider_confirms_stop",
 )
 _HINTS: Final = {
@@ -228,6 +230,26 @@ class VoipMsGateway(HttpAdapterBase):
         reply = await self.get(self.url, params=self.params(sms, self.api_password.reveal()))
         return receipt(reply)
 
+    async def check(self) -> str:
+        """Read the balance (``method=getBalance``, nothing is sent): the API user, password and
+        this server's place on the API allow-list."""
+        if self.api_password is None:
+            raise GatewayError(FailureKind.CONFIG, "voipms: no API password configured")
+        params = {
+            "api_username": self.api_username,
+            "api_password": self.api_password.reveal(),
+            "method": "getBalance",
+        }
+        reply = await self.get(self.url, params=params)
+        if reply.status != 200:
+            raise failure(reply)
+        status = vendor_code(reply.field("status"))
+        if status != "success":
+            raise refusal(reply, status)
+        balance = reply.field("balance", "current_balance")
+        shown = f", balance {balance}" if isinstance(balance, str | int | float) else ""
+        return f"API user {self.api_username} accepted{shown}"
+
     # -- replies ---------------------------------------------------------------------------
 
     def verify(self, request: WebhookRequest) -> None:
@@ -266,11 +288,16 @@ def receipt(reply: HttpReply) -> SendReceipt:
     status = vendor_code(reply.field("status"))
     if status == "success":
         return SendReceipt(vendor_code(reply.field("sms")))
+    raise refusal(reply, status)
+
+
+def refusal(reply: HttpReply, status: str) -> GatewayError:
+    """The GatewayError for an HTTP 200 whose ``status`` is not "success"."""
     if not status:
         # A 200 we cannot read may still have sent the text: never retry it.
-        raise failure(reply, detail=f"no status in the reply: {reply.text() or '(empty body)'}")
+        return failure(reply, detail=f"no status in the reply: {reply.text() or '(empty body)'}")
     kind = VOIPMS_STATUSES.get(status, FailureKind.PERMANENT)
-    raise failure(reply, code=status, default=kind, detail=status + _HINT.get(kind.value, ""))
+    return failure(reply, code=status, default=kind, detail=status + _HINT.get(kind.value, ""))
 
 
 def _param(fields: Mapping[str, list[str]], name: str, *, text: bool = False) -> str:

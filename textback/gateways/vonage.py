@@ -151,12 +151,14 @@ class VonageGateway(HttpAdapterBase):
         "api_key",
         "api_secret_file",
         "api_secret_env",
+        "api_secret_credential",
         "from",
         "status_callback",
         "timeout",
         "base_url",
         "signature_secret_file",
         "signature_secret_env",
+        "signature_secret_credential",
         "signature_method",
         "provider_confirms_stop",
     )
@@ -179,6 +181,7 @@ class VonageGateway(HttpAdapterBase):
         self.signature_method = signature_method
         self.provider_confirms_stop = provider_confirms_stop
         self.url = f"{base_url.rstrip('/')}/sms/json"
+        self.balance_url = f"{base_url.rstrip('/')}/account/get-balance"
         self.api_key = api_key
         self.api_secret = api_secret
         self.sender = sender
@@ -285,6 +288,22 @@ class VonageGateway(HttpAdapterBase):
                 maybe_sent=True,
             )
         raise failure(reply, code=status, codes=VONAGE_STATUS, detail=text)
+
+    async def check(self) -> str:
+        """Read the balance (``GET /account/get-balance``, nothing sent): key and secret work."""
+        if self.api_secret is None:
+            raise GatewayError(FailureKind.CONFIG, "vonage: no API secret configured")
+        reply = await self.get(
+            self.balance_url,
+            params={"api_key": self.api_key, "api_secret": self.api_secret.reveal()},
+        )
+        if not 200 <= reply.status < 300:
+            label = reply.field("error-code-label")
+            raise failure(reply, detail=label if isinstance(label, str) else "")
+        value = reply.field("value")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"API key {self.api_key} accepted, balance {value:.2f}"
+        return f"API key {self.api_key} accepted"
 
     # -- webhooks ------------------------------------------------------------------------
 

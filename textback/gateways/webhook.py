@@ -48,6 +48,7 @@ from yarl import URL
 
 from textback.errors import ConfigError
 from textback.gateways.base import (
+    NOTHING_TO_CHECK,
     BadWebhook,
     DeliveryReceipt,
     FailureKind,
@@ -134,17 +135,21 @@ _KEYS: Final = (
     "sender",
     BEARER_TOKEN.env_key,
     BEARER_TOKEN.file_key,
+    BEARER_TOKEN.credential_key,
     "api_key_header",
     API_KEY.env_key,
     API_KEY.file_key,
+    API_KEY.credential_key,
     "username",
     PASSWORD.env_key,
     PASSWORD.file_key,
+    PASSWORD.credential_key,
     "id_field",
     "idempotency_header",
     "timeout",
     INBOUND_SECRET.env_key,
     INBOUND_SECRET.file_key,
+    INBOUND_SECRET.credential_key,
     "inbound_fields",
     "status_fields",
     "delivered_statuses",
@@ -394,6 +399,10 @@ class WebhookGateway(HttpAdapterBase):
         if not 200 <= reply.status < 300:
             raise failure(reply)
         return SendReceipt(self._provider_id(reply))
+
+    async def check(self) -> str:
+        """Nothing: an arbitrary endpoint has no request that is known to send nothing."""
+        return f"{NOTHING_TO_CHECK}: `textback send-test` sends one"
 
     def _provider_id(self, reply: HttpReply) -> str:
         if self.id_field is None:

@@ -13,6 +13,7 @@ from typing import Final
 
 from aiohttp import web
 
+from textback.stats import dashboard_roi
 from textback.web import pages
 from textback.web.auth import SESSION, redirect
 from textback.web.state import DEPS, SITE
@@ -99,5 +100,9 @@ async def handled(request: web.Request) -> web.Response:
 
 async def dashboard(request: web.Request) -> web.Response:
     deps, site, session = request.app[DEPS], request.app[SITE], request[SESSION]
-    counts = await deps.store.inbox.dashboard(deps.clock(), site.tz.key)
-    return pages.html(pages.dashboard_page(site, counts, user=session.user, csrf=session.csrf))
+    now = deps.clock()
+    counts = await deps.store.inbox.dashboard(now, site.tz.key)
+    # The same 7 local days as the counts, on a reader connection of its own.
+    earned = await dashboard_roi(deps.store.path, now=now, roi=deps.config.roi, tz=site.tz.key)
+    page = pages.dashboard_page(site, counts, user=session.user, csrf=session.csrf, earned=earned)
+    return pages.html(page)

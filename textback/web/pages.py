@@ -24,6 +24,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from textback.inbox_store import ConversationSummary, Dashboard, Thread, ThreadItem
+    from textback.stats import Stats
     from textback.web.state import Site
 
 REFRESH_SECONDS: Final = 60
@@ -416,7 +417,9 @@ def thread_page(
     return layout(site, title, body, user=user, csrf=csrf)
 
 
-def dashboard_page(site: Site, dashboard: Dashboard, *, user: str, csrf: str) -> str:
+def dashboard_page(
+    site: Site, dashboard: Dashboard, *, user: str, csrf: str, earned: Stats | None = None
+) -> str:
     rows = (
         ("Missed calls", dashboard.today.missed, dashboard.week.missed),
         ("Texted back", dashboard.today.texted, dashboard.week.texted),
@@ -433,6 +436,48 @@ def dashboard_page(site: Site, dashboard: Dashboard, *, user: str, csrf: str) ->
         "<table><thead><tr><th></th>"
         '<th class="n" scope="col">Today</th><th class="n" scope="col">Last 7 days</th>'
         f"</tr></thead><tbody>{cells}</tbody></table>"
+        f"{'' if earned is None else _earned(earned)}"
         f'<p class="meta">Days are counted in {e(site.tz.key)}.</p>'
     )
     return layout(site, "Dashboard", body, user=user, csrf=csrf, refresh=True)
+
+
+def _earned(stats: Stats) -> str:
+    """What the last 7 days earned: the headline of ``textback stats``."""
+    roi, total = stats.roi, stats.total
+    if roi.average_job_value > 0:
+        value = roi.money(total.value)
+        how = (
+            f"{total.recovered} recovered × {roi.close_rate:.0%} who book"
+            f" × {roi.money(roi.average_job_value)} a job"
+        )
+    else:
+        value = "not set"
+        how = "set average_job_value in the [roi] table of the configuration to see it"
+    rows = (
+        (
+            "Recovered callers",
+            str(total.recovered),
+            f"back within {_plural(roi.recovered_days, 'day', 'days')} of a missed call",
+        ),
+        ("Value", value, how),
+        (
+            "SMS cost",
+            roi.money(total.cost),
+            f"{_plural(total.segments, 'segment', 'segments')}"
+            f" × {roi.money(roi.sms_segment_price, places=4)}",
+        ),
+        ("Return", roi.money(total.roi) if roi.average_job_value > 0 else "-", "value − SMS cost"),
+    )
+    cells = "".join(
+        f'<tr><th scope="row">{e(label)}</th><td class="n">{e(amount)}</td>'
+        f'<td class="meta">{e(note)}</td></tr>'
+        for label, amount, note in rows
+    )
+    return (
+        "<h2>What it earned in the last 7 days</h2>"
+        f"<table><tbody>{cells}</tbody></table>"
+        '<p class="meta">A caller is recovered when, after a missed call, they replied or called'
+        " again and were answered. Calls back from the office are not recorded."
+        " <code>textback stats</code> has the full report.</p>"
+    )
