@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from textback.errors import ConfigError
+from textback.gateways.smtp import SmtpGateway
+from textback.gateways.twilio import TwilioGateway
+from textback.gateways.vonage import VonageGateway
+from textback.gateways.webhook import WebhookGateway
 from textback.tomltable import (
     AMI_SECRET,
     Secret,
@@ -240,4 +246,100 @@ class TestExactlyOne:
             Secret(SECRET),
             f"file {tmp_path / 'ami-secret'}",
             [],
+        )
+
+
+class TestOptionalSecretsInAdapters:
+    """An optional secret named only by ``<key>_credential`` is still read, and still checked."""
+
+    @staticmethod
+    def problems(
+        from_config: Callable[..., object], table: dict[str, object], base: Path
+    ) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            from_config(table, path="gateway", base=base, require_secrets=True)
+        return caught.value.problems
+
+    def test_webhook(self, tmp_path: Path, creds: Path) -> None:
+        """A webhook's bearer token and inbound secret credentials that are not loaded are named."""
+        table: dict[str, object] = {
+            "url": "https://sms.example.com/send",
+            "bearer_token_credential": "webhook-bearer",
+            "inbound_secret_credential": "webhook-inbound",
+        }
+
+        problems = self.problems(WebhookGateway.from_config, table, tmp_path)
+
+        assert [p.split(":")[0] for p in problems] == [
+            "gateway.bearer_token_credential",
+            "gateway.inbound_secret_credential",
+        ]
+        assert "systemd credential webhook-bearer is not loaded" in problems[0]
+
+    def test_twilio(self, tmp_path: Path, creds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Twilio's webhook auth token credential is read with an API key, a stray without one."""
+        monkeypatch.setenv("TEXTBACK_TWILIO_KEY", SECRET)
+        table: dict[str, object] = {
+            "account_sid": "AC" + "0" * 32,
+            "api_key_sid": "SK" + "0" * 32,
+            "api_key_secret_env": "TEXTBACK_TWILIO_KEY",
+            "from": "+14155550100",
+            "webhook_auth_token_credential": "twilio-webhook-token",
+        }
+
+        unread = self.problems(TwilioGateway.from_config, table, tmp_path)
+        del table["api_key_sid"], table["api_key_secret_env"]
+        table["auth_token_env"] = "TEXTBACK_TWILIO_KEY"
+        stray = self.problems(TwilioGateway.from_config, table, tmp_path)
+
+        assert len(unread) == 1
+        assert unread[0].startswith(
+            "gateway.webhook_auth_token_credential: systemd credential twilio-webhook-token "
+            "is not loaded"
+        )
+        assert stray == [
+            "gateway.webhook_auth_token_credential: needed only with api_key_sid — without it "
+            "the auth token already checks webhook signatures; remove it"
+        ]
+
+    def test_vonage(self, tmp_path: Path, creds: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Vonage's signature secret credential, when not loaded, is a problem naming it."""
+        monkeypatch.setenv("TEXTBACK_VONAGE_SECRET", SECRET)
+        table: dict[str, object] = {
+            "api_key": "a1b2c3d4",
+            "api_secret_env": "TEXTBACK_VONAGE_SECRET",
+            "from": "+14155550100",
+            "signature_secret_credential": "vonage-signature-secret",
+            "signature_method": "sha256",
+        }
+
+        problems = self.problems(VonageGateway.from_config, table, tmp_path)
+
+        assert len(problems) == 1
+        assert problems[0].startswith(
+            "gateway.signature_secret_credential: systemd credential vonage-signature-secret "
+            "is not loaded"
+        )
+
+    def test_smtp(self, tmp_path: Path, creds: Path) -> None:
+        """An SMTP password credential without a username names password_credential."""
+        table: dict[str, object] = {
+            "host": "127.0.0.1",
+            "tls": "none",
+            "from_address": "textback@acme.example",
+            "to_template": "{national}@sms.example.com",
+            "password_credential": "smtp-password",
+        }
+
+        problems = self.problems(SmtpGateway.from_config, table, tmp_path)
+        table["username"] = "textback"
+        unread = self.problems(SmtpGateway.from_config, table, tmp_path)
+
+        assert problems == [
+            "gateway: password_credential is set but username is not — set username to the "
+            "SMTP login name"
+        ]
+        assert len(unread) == 1
+        assert unread[0].startswith(
+            "gateway.password_credential: systemd credential smtp-password is not loaded"
         )

@@ -12,7 +12,7 @@ from typing import Final
 
 from textback import __version__
 from textback.callview import verdict_record
-from textback.config import DEFAULT_CONFIG_PATH, Config, load, summary
+from textback.config import DEFAULT_CONFIG_PATH, Config, LogFormat, load, summary
 from textback.core.verdict import Verdict
 from textback.errors import ConfigError, StoreError
 from textback.log import configure, get_logger
@@ -45,6 +45,24 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon (what the systemd unit starts)")
     with_config(run)
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "logfmt", "console", "json"],
+        help="override [log] format (json: one object per line, for shipping logs elsewhere)",
+    )
+    stats = commands.add_parser(
+        "stats", help="missed calls, texts, replies and what they earned (the ROI report)"
+    )
+    with_config(stats)
+    stats.add_argument(
+        "--since", default="30d", help="how far back, in days: 7d, 30d, 90 (default 30d)"
+    )
+    stats.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    install_check = commands.add_parser(
+        "install-check",
+        help="log into the PBX and the SMS provider with the configured credentials; sends nothing",
+    )
+    with_config(install_check)
     check = commands.add_parser(
         "check-config", help="validate the configuration; exit 78 when it has problems"
     )
@@ -96,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(args.config)
     if command == "replay":
         return _replay(args.config, args.captures, show_all=args.all)
+    if command == "stats":
+        return _stats(args.config, args.since, args.format)
+    if command == "install-check":
+        return _install_check(args.config)
     if command == "passwd":
         return _passwd(args.name)
     if command in ("send-test", "optout", "outbox"):
@@ -105,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         configure("auto", "info")
         return asyncio.run(run_demo(speed=args.speed, out=sys.stdout, pbx=args.pbx))
-    return _run(args.config)
+    return _run(args.config, args.log_format)
 
 
 def _load(path: Path, *, require_secrets: bool) -> Config | None:
@@ -211,11 +233,37 @@ def _admin(args: argparse.Namespace) -> int:
         return EX_CANTCREAT
 
 
-def _run(path: Path) -> int:
+def _stats(path: Path, since: str, fmt: str) -> int:
+    import time
+
+    from textback import stats
+
+    days = since.strip().lower().removesuffix("d")
+    if not days.isdigit() or int(days) < 1:
+        print(f"--since {since}: give a number of days, e.g. 30d", file=sys.stderr)
+        return 2
+    config = _load(path, require_secrets=False)
+    if config is None:
+        return EX_CONFIG
+    return stats.main(config, since_days=int(days), fmt=fmt, out=sys.stdout, now=time.time())
+
+
+def _install_check(path: Path) -> int:
+    from textback.installcheck import run_checks
+
+    # Unreadable secrets are reported among the other findings, not as a config error.
+    config = _load(path, require_secrets=False)
+    if config is None:
+        return EX_CONFIG
+    configure("console" if sys.stderr.isatty() else "logfmt", "warning")
+    return asyncio.run(run_checks(config, sys.stdout))
+
+
+def _run(path: Path, log_format: LogFormat | None = None) -> int:
     config = _load(path, require_secrets=True)
     if config is None:
         return EX_CONFIG
-    configure(config.log.format, config.log.level)
+    configure(log_format or config.log.format, config.log.level)
     from textback.service import serve
 
     try:

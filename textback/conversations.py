@@ -24,6 +24,7 @@ from textback.config import Config
 from textback.core.keywords import Intent, classify, is_urgent
 from textback.gateways.base import DeliveryReceipt, FailureKind, Gateway, InboundSms
 from textback.log import get_logger
+from textback.metrics import Metrics
 from textback.notify import ReplyNotice, StaffNotifier
 from textback.numbers import national, to_e164
 from textback.outbox import OPT_OUT_CONFIRMATION
@@ -44,6 +45,7 @@ class Conversations:
         notifier: StaffNotifier | None = None,
         wake: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -51,6 +53,7 @@ class Conversations:
         self.notifier = notifier
         self.wake = wake
         self.clock = clock
+        self.metrics = metrics
         notify = config.notify
         self.urgent_keywords = notify.urgent_keywords if notify is not None else DEFAULT_URGENT
         self.inbox_url = config.web.public_url if config.web is not None else ""
@@ -79,6 +82,8 @@ class Conversations:
         if intent is Intent.STOP:
             newly = await self.store.outbox.add_optout(sender, "sms", now)
             log.info("opted_out", number=sender, by="reply")
+            if newly and self.metrics is not None:
+                self.metrics.opt_out()
             # One confirmation at most, and none when the provider sends its own.
             if newly and not self._provider_confirms_stop():
                 await self.enqueue(

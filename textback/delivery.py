@@ -229,11 +229,12 @@ class Delivery:
         await self.recover()
         while not self._stopping:
             self.beat = time.monotonic()
+            # Cleared before the work, so a text queued while we work wakes the wait below.
+            self.wake.clear()
             delay = await self._step()
             await self._gauge_depth()
             if delay is None or self._stopping:
                 continue
-            self.wake.clear()
             try:
                 async with asyncio.timeout(delay):
                     await self.wake.wait()

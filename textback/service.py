@@ -44,6 +44,7 @@ from textback.delivery import Delivery
 from textback.errors import ConfigError
 from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
+from textback.metrics import Health, Metrics, start_metrics_server
 from textback.notify import MissedCallNotice, StaffNotifier
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
@@ -174,6 +175,8 @@ class Daemon:
         self.conversations: Conversations | None = None
         self.notifier: StaffNotifier | None = None
         self.web: web.AppRunner | None = None
+        self.metrics = Metrics()
+        self.metrics_server: web.AppRunner | None = None
         # Lifecycle: what SIGHUP re-reads, who hears about our state, how long we wait.
         self.path = path if path is not None else config.path
         self.systemd = systemd if systemd is not None else SystemdNotifier()
@@ -207,13 +210,16 @@ class Daemon:
         """
         config = self.config
         self.store = store = await Store.open(config.daemon.database)
-        self.delivery = delivery = Delivery(config, store, self.gateway, clock=self.clock)
+        self.delivery = delivery = Delivery(
+            config, store, self.gateway, clock=self.clock, metrics=self.metrics
+        )
         self.conversations = conversations = Conversations(
             config,
             store,
             self.gateway,
             wake=delivery.wake.set,
             clock=self.clock,
+            metrics=self.metrics,
         )
         if config.notify is not None:
             zone = config.sending.timezone
@@ -244,6 +250,15 @@ class Daemon:
                     clock=self.clock,
                 )
                 self.web = await start_web(deps)
+            if config.metrics is not None:
+                health = Health(
+                    pbx_connected=lambda: self.pbx_connected,
+                    db_writable=store.writable,
+                    gateway_error=lambda: delivery.gateway_problem,
+                )
+                self.metrics_server = await start_metrics_server(
+                    self.metrics, health, config.metrics.host, config.metrics.port
+                )
             async with asyncio.TaskGroup() as tasks:
                 core = {
                     "pbx source": tasks.create_task(self.source.run(), name="pbx-source"),
@@ -263,6 +278,9 @@ class Daemon:
             if self.web is not None:
                 await self.web.cleanup()
                 self.web = None
+            if self.metrics_server is not None:
+                await self.metrics_server.cleanup()
+                self.metrics_server = None
             if self.notifier is not None:
                 await self.notifier.aclose()
             await self.gateway.aclose()
@@ -475,9 +493,11 @@ class Daemon:
                 case AmiResync(channels=channels) | EslResync(channels=channels):
                     log.info("pbx_resynced", channels=len(channels))
                     self._pbx_up, self._pbx_trouble = True, None
+                    self.metrics.pbx_connected(True)
                     await self._handle(lambda now: self.correlator.resync(channels, now))
                 case AmiLinkDown(reason=reason) | EslLinkDown(reason=reason):
                     self._pbx_up, self._pbx_trouble = False, reason
+                    self.metrics.pbx_connected(False)
                     self._update_status()
 
     async def _handle(self, step: Callable[[float], list[CallVerdict]]) -> None:
@@ -515,6 +535,7 @@ class Daemon:
         numbers = CallNumbers.of(verdict, self.config.trunks)
         assert self.store is not None
         assert self.delivery is not None
+        self.metrics.call_judged(verdict.pbx, verdict.verdict, verdict.reason)
         await self.store.calls.record(
             verdict, caller_e164=numbers.caller_e164, did_e164=numbers.did_e164, now=self.clock()
         )

@@ -338,6 +338,13 @@ class SyncStore:
     def path(self) -> Path:
         return self._db.path
 
+    def writable(self) -> bool:
+        """Take the write lock and let it go: True when a write could start now."""
+        conn = self._db.live()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+
     def close(self) -> None:
         """Idempotent."""
         self._db.close()
@@ -674,6 +681,14 @@ class Store:
     @property
     def path(self) -> Path:
         return self._worker.store.path
+
+    async def writable(self) -> bool:
+        """Whether a write transaction can start now (for /healthz); never raises."""
+
+        try:
+            return await self._worker.run(self._worker.store.writable)
+        except (sqlite3.Error, StoreError):
+            return False
 
     async def aclose(self) -> None:
         """Close the connection, then stop the thread. Idempotent."""

@@ -141,11 +141,11 @@ class SmtpGateway:
         username = s.string("username", "", fix="the SMTP login name; leave it out for no login")
         if username and any(c in username for c in "\r\n"):
             s.problem("username", "contains a line break — write the login name on one line")
-        has_password = PASSWORD.env_key in table or PASSWORD.file_key in table
+        password_key = next((key for key in PASSWORD.keys if key in table), None)
         password, _ = read_secret(s, base, require_secrets and bool(username), PASSWORD)
-        if has_password and not username and "username" not in s.bad:
+        if password_key is not None and not username and "username" not in s.bad:
             s.problems.append(
-                f"{path}: {PASSWORD.env_key}/{PASSWORD.file_key} is set but username is not — "
+                f"{path}: {password_key} is set but username is not — "
                 "set username to the SMTP login name"
             )
         from_address = s.string(

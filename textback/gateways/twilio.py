@@ -472,8 +472,7 @@ def read_confirms_stop(s: Table, default: bool) -> bool:
 
 def optional_secret(s: Table, base: Path, require: bool, spec: SecretSpec) -> Secret | None:
     """A secret that may be left out; once named, it must be readable like any other."""
-    named = spec.file_key in s.data or spec.env_key in s.data
-    secret, _ = read_secret(s, base, require and named, spec)
+    secret, _ = read_secret(s, base, require and spec.named_in(s.data), spec)
     return secret
 
 
@@ -529,20 +528,21 @@ class TwilioGateway(TwilioCompatibleGateway):
             "or remove it to use the auth token",
         )
         if "api_key_sid" in table:
-            for stray in (AUTH_TOKEN.file_key, AUTH_TOKEN.env_key):
+            for stray in AUTH_TOKEN.keys:
                 if stray in table:
                     s.problem(
                         stray,
                         "set together with api_key_sid — an API key authenticates with "
-                        "api_key_secret_env or api_key_secret_file; remove the auth token",
+                        "api_key_secret_env, api_key_secret_file or "
+                        "api_key_secret_credential; remove the auth token",
                     )
             secret, _ = read_secret(s, base, require_secrets, API_KEY_SECRET)
             signing_key = optional_secret(s, base, require_secrets, WEBHOOK_AUTH_TOKEN)
         else:
-            for stray in (API_KEY_SECRET.file_key, API_KEY_SECRET.env_key):
+            for stray in API_KEY_SECRET.keys:
                 if stray in table:
                     s.problem(stray, "an API key secret needs api_key_sid too — add it")
-            for stray in (WEBHOOK_AUTH_TOKEN.file_key, WEBHOOK_AUTH_TOKEN.env_key):
+            for stray in WEBHOOK_AUTH_TOKEN.keys:
                 if stray in table:
                     s.problem(
                         stray,

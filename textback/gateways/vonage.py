@@ -220,7 +220,7 @@ class VonageGateway(HttpAdapterBase):
         )
         timeout = read_timeout(s)
         base_url = read_base_url(s, "https://rest.nexmo.com")
-        signed = SIGNATURE_SECRET.file_key in table or SIGNATURE_SECRET.env_key in table
+        signed = SIGNATURE_SECRET.named_in(table)
         signature_secret, _ = read_secret(s, base, require_secrets and signed, SIGNATURE_SECRET)
         method = s.choice(
             "signature_method",

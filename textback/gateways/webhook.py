@@ -259,7 +259,7 @@ class WebhookGateway(HttpAdapterBase):
         sender = read_e164(
             s, "sender", fix='the number texts come from, for {sender}, e.g. "+14155550100"'
         )
-        has_bearer = BEARER_TOKEN.env_key in table or BEARER_TOKEN.file_key in table
+        has_bearer = BEARER_TOKEN.named_in(table)
         bearer, _ = read_secret(s, base, require_secrets and has_bearer, BEARER_TOKEN)
         api_key_header = s.string(
             "api_key_header", "", fix='the header that carries the API key, e.g. "X-Api-Key"'
@@ -274,9 +274,9 @@ class WebhookGateway(HttpAdapterBase):
         logins = [
             what
             for what, keys in (
-                ("a bearer token", (BEARER_TOKEN.env_key, BEARER_TOKEN.file_key)),
-                ("an API key", (API_KEY.env_key, API_KEY.file_key, "api_key_header")),
-                ("HTTP Basic", (PASSWORD.env_key, PASSWORD.file_key, "username")),
+                ("a bearer token", BEARER_TOKEN.keys),
+                ("an API key", (*API_KEY.keys, "api_key_header")),
+                ("HTTP Basic", (*PASSWORD.keys, "username")),
             )
             if any(key in table for key in keys)
         ]
@@ -285,8 +285,8 @@ class WebhookGateway(HttpAdapterBase):
                 f"{path}: {' and '.join(logins)} are both set — keep one way to log in"
             )
         for secret_keys, name_key, what in (
-            ((API_KEY.env_key, API_KEY.file_key), "api_key_header", "the header name"),
-            ((PASSWORD.env_key, PASSWORD.file_key), "username", "the HTTP Basic user name"),
+            (API_KEY.keys, "api_key_header", "the header name"),
+            (PASSWORD.keys, "username", "the HTTP Basic user name"),
         ):
             if any(key in table for key in secret_keys) and name_key not in table:
                 s.problem(name_key, f"missing — set it to {what} that goes with the secret")
@@ -587,11 +587,10 @@ def read_callback_secret(
 
     Absent, it is None and the adapter refuses every callback. Problems never show it.
     """
-    present = spec.env_key in s.data or spec.file_key in s.data
-    secret, _ = read_secret(s, base, require_secrets and present, spec)
+    secret, _ = read_secret(s, base, require_secrets and spec.named_in(s.data), spec)
     if secret is None:
         return None
-    key = spec.env_key if spec.env_key in s.data else spec.file_key
+    key = next(key for key in spec.keys if key in s.data)
     value = secret.reveal()
     how = "e.g. the output of openssl rand -hex 24"
     if len(value) < MIN_SECRET_CHARS:
