@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from tests.sourcehelpers import PATIENCE, StreamClient, event_messages, item_of, items, running
 from textback.pbx.esl_proto import (
     SUBSCRIBED_CUSTOM,
     SUBSCRIBED_EVENTS,
@@ -17,14 +17,13 @@ from textback.pbx.esl_proto import (
     EslMessage,
     decode_stream,
 )
-from textback.pbx.esl_source import EslEvent, EslSettings, EslSource, SourceItem
+from textback.pbx.esl_source import EslEvent, EslSettings, EslSource
+
+# Re-exported: the ESL tests import these from here.
+__all__ = ["PATIENCE", "item_of", "items", "running"]
 
 CAPTURES = Path(__file__).parent / "captures" / "freeswitch"
 PASSWORD = "ClueCon"
-# Every wait in these tests is bounded by this, so a hang fails fast.
-PATIENCE = 10.0
-
-T = TypeVar("T", bound=SourceItem)
 
 
 def capture(name: str) -> bytes:
@@ -77,54 +76,16 @@ def settings(port: int, **overrides: Any) -> EslSettings:
     return EslSettings(**values)
 
 
-@contextlib.asynccontextmanager
-async def running(source: EslSource) -> AsyncIterator[asyncio.Task[None]]:
-    """Run ``source`` in a task for the duration of the block, then cancel it."""
-    task = asyncio.create_task(source.run())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def items(source: EslSource, count: int) -> list[SourceItem]:
-    """The next ``count`` items of any kind."""
-    async with asyncio.timeout(PATIENCE):
-        return [await source.next_item() for _ in range(count)]
-
-
-async def item_of(source: EslSource, kind: type[T]) -> tuple[T, list[SourceItem]]:
-    """Skip to the next item of ``kind``; also return the items skipped."""
-    skipped: list[SourceItem] = []
-    async with asyncio.timeout(PATIENCE):
-        while True:
-            item = await source.next_item()
-            if isinstance(item, kind):
-                return item, skipped
-            skipped.append(item)
-
-
 async def events(source: EslSource, count: int) -> list[EslMessage]:
     """The next ``count`` events' messages, skipping other items."""
-    found: list[EslMessage] = []
-    async with asyncio.timeout(PATIENCE):
-        while len(found) < count:
-            item = await source.next_item()
-            if isinstance(item, EslEvent):
-                found.append(item.message)
-    return found
+    return await event_messages(source, EslEvent, count)
 
 
-class RawClient:
+class RawClient(StreamClient[EslFrame]):
     """A bare ESL client over asyncio streams, for poking at the simulator."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._framer = EslFramer()
-        self._pending: list[EslFrame] = []
+        super().__init__(reader, writer, EslFramer())
 
     @classmethod
     async def connect(cls, port: int) -> RawClient:
@@ -139,23 +100,11 @@ class RawClient:
         return await self.next_frame()
 
     async def next_frame(self) -> EslFrame:
-        async with asyncio.timeout(PATIENCE):
-            while not self._pending:
-                data = await self._reader.read(65536)
-                if not data:
-                    raise EOFError("simulator closed the connection")
-                frames, _ = self._framer.receive_data(data)
-                self._pending.extend(frames)
-        return self._pending.pop(0)
+        return await self._next()
 
     async def frames_until(self, done: Callable[[EslFrame], bool]) -> list[EslFrame]:
         """Frames up to and including the first one for which ``done`` holds."""
-        found: list[EslFrame] = []
-        while True:
-            frame = await self.next_frame()
-            found.append(frame)
-            if done(frame):
-                return found
+        return await self._until(done)
 
     async def frames_to_end(self) -> list[EslFrame]:
         """Every frame until the simulator closes the connection."""
@@ -165,15 +114,3 @@ class RawClient:
             while data := await self._reader.read(65536):
                 found += self._framer.receive_data(data)[0]
         return found
-
-    async def closed_by_peer(self) -> bool:
-        """Read to the end; True once the simulator has closed the connection."""
-        async with asyncio.timeout(PATIENCE):
-            while await self._reader.read(65536):
-                pass
-        return True
-
-    async def aclose(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(ConnectionError):
-            await self._writer.wait_closed()
