@@ -259,6 +259,7 @@ class Daemon:
                 self.metrics_server = await start_metrics_server(
                     self.metrics, health, config.metrics.host, config.metrics.port
                 )
+            await self._queue_unqueued()
             async with asyncio.TaskGroup() as tasks:
                 core = {
                     "pbx source": tasks.create_task(self.source.run(), name="pbx-source"),
@@ -286,6 +287,24 @@ class Daemon:
             await self.gateway.aclose()
             await store.aclose()
             log.info("textback_stopped")
+
+    async def _queue_unqueued(self) -> None:
+        """Queue the texts of missed calls logged just before a crash but never queued.
+
+        A call is logged and then queued in two writes; a kill between them
+        must not lose the text. Older than ``max_age_hours``, it would only expire.
+        """
+        assert self.store is not None
+        assert self.delivery is not None
+        since = self.clock() - self.config.sending.max_age_hours * 3600.0
+        for verdict in await self.store.calls.unqueued_missed(since):
+            log.warning(
+                "text_queued_after_restart",
+                call_id=verdict.call_id,
+                pbx=verdict.pbx,
+                hint="the call was logged but its text not queued before the last stop",
+            )
+            await self.delivery.on_verdict(verdict)
 
     # -- stopping ---------------------------------------------------------------------
 

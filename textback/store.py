@@ -25,11 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self, TypeVar
+from typing import Final, Literal, Self, TypeVar, cast
 
 from textback.core.keywords import Intent
 from textback.core.policy import History
-from textback.core.verdict import CallVerdict, Verdict
+from textback.core.verdict import CallVerdict, Reason, Verdict
 from textback.errors import StoreError
 from textback.inbox_store import ConversationSummary, Dashboard, Inbox, Thread, migrate_3_inbox
 from textback.outbox import Outbox, OutboxRow, migrate_2_outbox
@@ -252,6 +252,33 @@ class CallLog:
             raise StoreError(f"cannot read the call log in {self.path}: {exc}") from exc
         return [_row_dict(names, row) for row in rows]
 
+    def unqueued_missed(self, since: float) -> list[CallVerdict]:
+        """Missed calls that ended at or after ``since`` but have no outbox row, oldest first.
+
+        The daemon logs a call and then queues its text in two steps; a crash
+        between them leaves exactly these. Every missed call gets an outbox row
+        (a suppressed one when policy says no), so an absent row means the
+        decision was never made.
+        """
+        conn = self._db.live()
+        try:
+            cursor = conn.execute(
+                """
+                SELECT * FROM calls AS c
+                WHERE c.verdict = 'missed' AND c.ended_at >= ?
+                  AND NOT EXISTS (
+                      SELECT 1 FROM outbox AS o WHERE o.pbx = c.pbx AND o.call_id = c.call_id
+                  )
+                ORDER BY c.ended_at, c.id
+                """,
+                (iso_utc(since),),
+            )
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the call log in {self.path}: {exc}") from exc
+        return [_verdict_of(_row_dict(names, row)) for row in rows]
+
     def close(self) -> None:
         self._db.close()
 
@@ -265,6 +292,33 @@ class CallLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _unix(iso: object) -> float:
+    return datetime.fromisoformat(str(iso)).timestamp()
+
+
+def _verdict_of(row: dict[str, object]) -> CallVerdict:
+    """Rebuild the verdict a calls row was written from (the inverse of :meth:`CallLog.record`)."""
+    answered = row["answered_at"]
+    voicemail = row["voicemail_left"]
+    return CallVerdict(
+        call_id=str(row["call_id"]),
+        pbx=str(row["pbx"]),
+        trunk=None if row["trunk"] is None else str(row["trunk"]),
+        verdict=Verdict(str(row["verdict"])),
+        reason=Reason(str(row["reason"])),
+        caller_raw=str(row["caller_raw"]),
+        caller_name=str(row["caller_name"]),
+        anonymous=bool(row["anonymous"]),
+        did=str(row["did"]),
+        started_at=_unix(row["started_at"]),
+        ended_at=_unix(row["ended_at"]),
+        answered_at=None if answered is None else _unix(answered),
+        ring_seconds=cast(float, row["ring_seconds"]),
+        voicemail_left=None if voicemail is None else bool(voicemail),
+        note=str(row["note"] or ""),
+    )
 
 
 def _row_dict(names: list[str], row: tuple[object, ...]) -> dict[str, object]:
@@ -440,6 +494,10 @@ class AsyncCallLog:
     async def recent(self, limit: int = 50) -> list[dict[str, object]]:
         """See :meth:`CallLog.recent`."""
         return await self._worker.run(functools.partial(self._log.recent, limit))
+
+    async def unqueued_missed(self, since: float) -> list[CallVerdict]:
+        """See :meth:`CallLog.unqueued_missed`."""
+        return await self._worker.run(functools.partial(self._log.unqueued_missed, since))
 
     async def aclose(self) -> None:
         await self._worker.aclose()
