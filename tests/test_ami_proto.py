@@ -88,8 +88,31 @@ class TestFraming:
         messages, _ = AmiFramer().receive_data(b"Event: A\nX: 1\n\nEvent: B\n\n")
         assert [m["Event"] for m in messages] == ["A", "B"]
 
+    def test_mixed_terminators_frame_alike_in_any_chunking(self) -> None:
+        """CRLF, bare LF and half-and-half blank lines each end a frame, even split mid-way."""
+        data = b"Event: A\r\n\nEvent: B\n\r\nEvent: C\r\n\r\nEvent: D\n\nEvent: E\r\n\r\n"
+        whole, _ = AmiFramer().receive_data(data)
+        pieces, _ = frame_in_pieces(data, list(range(1, len(data))))
+        assert [m["Event"] for m in whole] == ["A", "B", "C", "D", "E"]
+        assert pieces == whole
 
-class TestBadBytes:
+    def test_known_keys_keep_the_first_value_and_strict_checks(self) -> None:
+        """Keys seen before still keep their first value and still reject padded variants."""
+        framer = AmiFramer()
+        framer.receive_data(b"Event: A\r\nChannel: x\r\nChanVariable: V=1\r\n\r\n")
+        data = (
+            b"Event: B\r\nChannel: first\r\nChannel: second\r\n Channel: padded\r\n"
+            b"ChanVariable: V=2\r\nChanVariable: novalue\r\nChanVariable: also\r\n\r\n"
+        )
+        (message,), problems = framer.receive_data(data)
+        assert dict(message) == {
+            "Event": "B",
+            "Channel": "first",
+            "ChanVariable[V]": "2",
+            "ChanVariable": "novalue",
+        }
+        assert [p.excerpt for p in problems] == [" Channel: padded"]
+
     def test_invalid_utf8_is_replaced_and_reported_event_kept(self) -> None:
         """Latin-1 in a caller name: the event survives with U+FFFD, and a problem is reported."""
         data = b"Event: Newchannel\r\nCallerIDName: Jos\xe9\r\nUniqueid: 1.1\r\n\r\n"

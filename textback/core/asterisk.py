@@ -24,6 +24,7 @@ The rules, all drawn from real AMI streams:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -322,27 +323,39 @@ class AmiCorrelator:
 
     def _observe(self, channel: _Channel, event: AmiMessage, now: float) -> None:
         """What every event carrying this channel's snapshot tells us."""
+        # Runs on every event: the cheap tests come first, and facts already known
+        # (restricted, a DID, the context verdicts) are not looked up again.
         call = channel.call
         linkedid = event.get("Linkedid", "")
-        movable = channel is not call.origin or call.kind is not _CallKind.INBOUND
-        if linkedid and linkedid != call.key and movable:
+        if (
+            linkedid
+            and linkedid != call.key
+            and (channel is not call.origin or call.kind is not _CallKind.INBOUND)
+        ):
             self._rehome(channel, linkedid)
             call = channel.call
         if call.kind is not _CallKind.INBOUND:
             return
         if channel is call.origin:
             # channelvars CALLERID(pres) on any event, or NewCallerid's own field.
-            pres = event.get("ChanVariable[CALLERID(pres)]", "") or event.get("CID-CallingPres", "")
-            if is_restricted_presentation(pres):
-                call.restricted = True
+            if not call.restricted:
+                pres = event.get("ChanVariable[CALLERID(pres)]", "") or event.get(
+                    "CID-CallingPres", ""
+                )
+                if pres and is_restricted_presentation(pres):
+                    call.restricted = True
             if not call.did:
                 call.did = event.get("ChanVariable[FROM_DID]", "")
-        if channel.kind in (_Kind.CALLER, _Kind.LOCAL):
+        if channel.kind is _Kind.CALLER or channel.kind is _Kind.LOCAL:
             context = event.get("Context", "")
             if context:
-                if _matches(context, self.settings.voicemail_contexts):
+                settings = self.settings
+                voicemail, closed = _context_flags(
+                    context, settings.voicemail_contexts, settings.closed_contexts
+                )
+                if voicemail:
                     call.voicemail = True
-                if _matches(context, self.settings.closed_contexts):
+                if closed:
                     call.closed = True
 
     def _rehome(self, channel: _Channel, linkedid: str) -> None:
@@ -684,6 +697,16 @@ _QUIET_UNPLACED = frozenset(
 
 def _matches(value: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(value, pattern) for pattern in patterns)
+
+
+# A PBX has a few dozen contexts and every event names one: match each once.
+# Keyed by the patterns too, so a reload with other settings sees fresh answers.
+@functools.lru_cache(maxsize=1024)
+def _context_flags(
+    context: str, voicemail: tuple[str, ...], closed: tuple[str, ...]
+) -> tuple[bool, bool]:
+    """Whether ``context`` is a voicemail context, and whether a closed one."""
+    return _matches(context, voicemail), _matches(context, closed)
 
 
 def _clean_name(name: str) -> str:

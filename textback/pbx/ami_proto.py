@@ -9,17 +9,21 @@ across TCP reads survives. Repeated ``*ChanVariable`` lines (manager.conf
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 AmiMessage = Mapping[str, str]
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
-# Messages end with an empty line; tolerate bare LF from proxies and tools.
-_END = re.compile(rb"\r?\n\r?\n")
+# Messages end with an empty line (see _find_end); bare LF from proxies and tools is fine.
 # A frame larger than this without a blank line is garbage, not AMI.
 MAX_FRAME_BYTES = 256 * 1024
+# Keys already seen well formed, plain or ``*ChanVariable``: a memo of a pure
+# test that lets most lines skip the checks (parsing is most of the daemon's
+# CPU). Shared by all framers; bounded so that garbage cannot grow it forever.
+_PLAIN_KEYS: set[str] = set()
+_CHANVAR_KEYS: set[str] = set()
+_KNOWN_KEYS_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +52,41 @@ def chanvar_key(prefix_key: str, name: str) -> str:
 def parse_message(text: str) -> _Parsed:
     """Parse one frame's text (without the blank line) into a message."""
     parsed = _Parsed()
+    message = parsed.message
+    plain, chanvars = _PLAIN_KEYS, _CHANVAR_KEYS
     for line in text.splitlines():
+        # Fast path for known keys: they hold no colon, so their first ": " is
+        # the line's first colon and the one space after it.
+        key, sep, value = line.partition(": ")
+        if sep:
+            if key in plain:
+                if key not in message:
+                    message[key] = value
+                continue
+            if key in chanvars:
+                name, eq, var_value = value.partition("=")
+                if eq:
+                    message[chanvar_key(key, name)] = var_value
+                elif key not in message:
+                    message[key] = value
+                continue
         if not line:
             continue
         key, sep, value = line.partition(":")
         if not sep or not key or key != key.strip():
             parsed.problems.append(FrameProblem("line without 'Key: value'", line[:80]))
             continue
+        if len(plain) + len(chanvars) < _KNOWN_KEYS_MAX:
+            (chanvars if key.endswith("ChanVariable") else plain).add(key)
         # AMI puts exactly one space after the colon; values may start with more.
         value = value[1:] if value.startswith(" ") else value
         if key.endswith("ChanVariable"):
             name, eq, var_value = value.partition("=")
             if eq:
-                parsed.message[chanvar_key(key, name)] = var_value
+                message[chanvar_key(key, name)] = var_value
                 continue
         # Duplicates of other keys never occur in real captures; keep the first.
-        parsed.message.setdefault(key, value)
+        message.setdefault(key, value)
     return parsed
 
 
@@ -83,24 +106,26 @@ class AmiFramer:
         problems: list[FrameProblem] = []
         if self._at_start and not self._take_banner():
             return messages, problems
+        buffer = self._buffer
+        start = 0  # where the next frame begins; consumed bytes are cut once, below
+        # Re-scan a few bytes back: a terminator may straddle two reads.
+        scan = max(0, self._scanned - 3)
         while True:
-            # Re-scan a few bytes back: a terminator may straddle two reads.
-            match = _END.search(self._buffer, max(0, self._scanned - 3))
-            if match is None:
-                self._scanned = len(self._buffer)
-                if len(self._buffer) > MAX_FRAME_BYTES:
-                    problems.append(
-                        FrameProblem("frame too large, discarded", _excerpt(self._buffer))
-                    )
-                    self._buffer.clear()
-                    self._scanned = 0
-                return messages, problems
-            raw = bytes(self._buffer[: match.start()])
-            del self._buffer[: match.end()]
+            end = _find_end(buffer, scan)
+            if end is None:
+                break
+            frame_end, next_start = end
+            raw = buffer[start:frame_end]
+            start = scan = next_start
+            if raw.strip():
+                self._decode_frame(raw, messages, problems)
+        del buffer[:start]
+        self._scanned = len(buffer)
+        if len(buffer) > MAX_FRAME_BYTES:
+            problems.append(FrameProblem("frame too large, discarded", _excerpt(buffer)))
+            buffer.clear()
             self._scanned = 0
-            if not raw.strip():
-                continue
-            self._decode_frame(raw, messages, problems)
+        return messages, problems
 
     def _take_banner(self) -> bool:
         """Consume the banner line once it is complete. False: need more bytes."""
@@ -118,7 +143,9 @@ class AmiFramer:
         return True
 
     @staticmethod
-    def _decode_frame(raw: bytes, messages: list[AmiMessage], problems: list[FrameProblem]) -> None:
+    def _decode_frame(
+        raw: bytes | bytearray, messages: list[AmiMessage], problems: list[FrameProblem]
+    ) -> None:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -131,6 +158,26 @@ class AmiFramer:
             messages.append(parsed.message)
         else:
             problems.append(FrameProblem("frame with neither Event nor Response", _excerpt(raw)))
+
+
+def _find_end(buffer: bytearray, scan: int) -> tuple[int, int] | None:
+    """The leftmost ``\\r?\\n\\r?\\n`` starting at or after ``scan``: (start, end).
+
+    Two ``find`` calls instead of a regex: every terminator holds ``\\n\\n`` or
+    ``\\n\\r\\n``, and the leftmost of those is the leftmost terminator.
+    """
+    crlf = buffer.find(b"\n\r\n", scan)
+    # Bounded by the CRLF hit, so the bare-LF search never runs to the end of a big buffer.
+    lf = buffer.find(b"\n\n", scan) if crlf < 0 else buffer.find(b"\n\n", scan, crlf + 2)
+    if lf >= 0:
+        core, after = lf, lf + 2
+    elif crlf >= 0:
+        core, after = crlf, crlf + 3
+    else:
+        return None
+    if core > scan and buffer[core - 1] == 0x0D:
+        return core - 1, after
+    return core, after
 
 
 def _excerpt(raw: bytes | bytearray) -> str:
