@@ -56,17 +56,22 @@ class TestSigkill:
                 return len(fake.requests) + len(calls(db))
 
             for _ in range(KILLS):
+                logins = pbx.logins
                 run = await Run.start(path)
-                target = progress() + rng.randint(1, 6)
                 try:
+                    await until(lambda n=logins: pbx.logins > n, "a login")  # type: ignore[misc]
+                    target = progress() + rng.randint(1, 6)
                     await until(
                         lambda t=target: progress() >= t or pbx.streamed.is_set(),  # type: ignore[misc]
                         "progress",
                     )
                 finally:
                     await run.kill()
+            logins = pbx.logins
             last = await Run.start(path)
             try:
+                # Logged in means started: what the kills left half done is settled.
+                await until(lambda: pbx.logins > logins, "the last run to log in")
                 await until(pbx.streamed.is_set, "the burst to end")
                 await until(
                     lambda: all(state not in ("pending", "sending") for _, state, _ in outbox(db)),
@@ -94,7 +99,8 @@ class TestSigkill:
         for to, state, reason in rows:
             assert to is not None
             assert to in missed
-            assert sent[to] == 1, (to, state, reason)
+            # Ambiguous: killed after marking it sending; the request may not have left.
+            assert sent[to] == 1 or (reason == "ambiguous" and sent[to] == 0), (to, state, reason)
             assert state == "sent" or reason == "ambiguous", (to, state, reason)
         # A kill between logging a call and queueing its text is healed at the next start.
         assert unqueued == set()

@@ -6,6 +6,7 @@ PBXes, and a strange one must become "no number", never a crash.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import phonenumbers
@@ -45,6 +46,7 @@ def is_withheld(raw: str) -> bool:
     return is_withheld_id(_user_part(raw))
 
 
+@functools.lru_cache(maxsize=4096)  # a call looks its numbers up several times
 def _valid_e164(text: str, region: str | None) -> str | None:
     try:
         parsed = phonenumbers.parse(text, region)

@@ -124,6 +124,8 @@ class Source(Protocol):
     async def run(self) -> None: ...
     async def next_item(self) -> SourceItem: ...
 
+    def ready_item(self) -> SourceItem | None: ...
+
 
 class Daemon:
     """Everything ``textback run`` runs, wired from one :class:`Config`."""
@@ -494,14 +496,18 @@ class Daemon:
         loop = asyncio.get_running_loop()
         while True:
             self._pump_beat = time.monotonic()
-            deadline = self.correlator.next_deadline()
-            wait = MAX_IDLE if deadline is None else max(0.0, deadline - self.clock())
-            try:
-                async with asyncio.timeout_at(loop.time() + min(wait, MAX_IDLE)):
-                    item = await self.source.next_item()
-            except TimeoutError:
-                await self._handle(lambda now: self.correlator.on_timer(now))
-                continue
+            # Under load an item is already waiting; the correlator settles due
+            # timers as it feeds, so only a wait needs the timeout.
+            item = self.source.ready_item()
+            if item is None:
+                deadline = self.correlator.next_deadline()
+                wait = MAX_IDLE if deadline is None else max(0.0, deadline - self.clock())
+                try:
+                    async with asyncio.timeout_at(loop.time() + min(wait, MAX_IDLE)):
+                        item = await self.source.next_item()
+                except TimeoutError:
+                    await self._handle(lambda now: self.correlator.on_timer(now))
+                    continue
             match item:
                 case AmiEvent(message=message) | EslEvent(message=message):
                     self._pbx_up = True  # also when the PBX refused the resync snapshot
@@ -525,11 +531,14 @@ class Daemon:
         except Exception:  # one bad event must not stop the daemon
             log.exception("event_handling_failed")
             verdicts = []
-        for verdict in verdicts:
+        if verdicts:
+            work = asyncio.ensure_future(self._record_all(verdicts))
             try:
-                await self._record(verdict)
-            except Exception:  # keep judging the other calls
-                log.exception("verdict_handling_failed", call_id=verdict.call_id)
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # A stop must not split logging a call from queueing its text.
+                await work
+                raise
         assert self.delivery is not None
         for notice in self.correlator.pop_notices():
             try:
@@ -541,6 +550,13 @@ class Daemon:
         else:
             self.idle.set()
         self._update_status()
+
+    async def _record_all(self, verdicts: list[CallVerdict]) -> None:
+        for verdict in verdicts:
+            try:
+                await self._record(verdict)
+            except Exception:  # keep judging the other calls
+                log.exception("verdict_handling_failed", call_id=verdict.call_id)
 
     async def until_handled(self, count: int) -> None:
         """Wait until ``count`` AMI events have been handled (handled well or logged)."""

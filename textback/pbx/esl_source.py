@@ -185,6 +185,11 @@ class EslSource:
         """The next item, in order. Safe to cancel: nothing is lost."""
         return await self._keeper.next_item()
 
+    def ready_item(self) -> SourceItem | None:
+        """The next item if one is already waiting, else None; under load this skips
+        a timeout per event."""
+        return self._keeper.ready_item()
+
     async def run(self) -> None:
         """Log in, subscribe, resync and read; reconnect forever. Ends only by cancellation."""
         await self._keeper.run(self._session)

@@ -95,6 +95,13 @@ class LinkKeeper(Generic[MessageT, ItemT]):
     async def next_item(self) -> ItemT:
         return await self._queue.get()
 
+    def ready_item(self) -> ItemT | None:
+        """The next item if one is waiting, else None (never waits)."""
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
     async def run(self, session: Callable[[], Awaitable[tuple[Outcome, str]]]) -> NoReturn:
         """Run ``session`` forever; one that ends other than refused puts the link down."""
         while True:
