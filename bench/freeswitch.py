@@ -1,0 +1,236 @@
+"""End-to-end FreeSWITCH throughput: fake event socket over TCP → daemon → SQLite → console.
+
+    python bench/freeswitch.py [--quick] [--calls N] [--concurrency N]
+
+Copies of the FreeSWITCH captures become fresh calls (new channel UUIDs and
+caller numbers, Content-Length recomputed) and are interleaved frame by frame,
+as concurrent calls are on a busy PBX. Only the events the daemon subscribes
+to are kept, so every byte sent is an event the daemon handles. Prints
+events/s and calls/s from the first byte to the last verdict recorded, the
+verdicts seen against those the pure correlator gives, and, as references,
+the bare parse rates of the event-socket framer and decoder over the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchlib import FS_CAPTURES, interleave, write_config
+
+from textback.config import load
+from textback.core.freeswitch import FsCorrelator
+from textback.core.verdict import CallVerdict, Verdict
+from textback.esl_simulator import EslSimulator, EslSimulatorOptions, split_capture
+from textback.log import configure
+from textback.pbx.esl_proto import (
+    SUBSCRIBED_CUSTOM,
+    SUBSCRIBED_EVENTS,
+    EslFramer,
+    decode_event,
+    decode_stream,
+)
+from textback.service import Daemon
+
+_UUID = re.compile(rb"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+_CORE_UUID = re.compile(rb'Core-UUID"?:\s*"?([0-9a-f-]{36})')
+# The lab's callers are +1 415 555 01xx and 04xx; outbound calls went to +1 415 555 0150.
+_CALLER = re.compile(rb"14155550\d{3}")
+_LENGTH = re.compile(rb"^Content-Length: \d+$", re.MULTILINE)
+_PASSWORD = "textback"  # what the bench config's password file holds
+
+
+def _subscribed(name: str | None, subclass: str | None) -> bool:
+    if name == "CUSTOM":
+        return subclass in SUBSCRIBED_CUSTOM
+    return name in SUBSCRIBED_EVENTS
+
+
+def templates() -> list[list[bytes]]:
+    """The frames of each capture the daemon subscribes to, in capture order."""
+    return [
+        [f.raw for f in split_capture(p.read_bytes()) if _subscribed(f.name, f.subclass)]
+        for p in sorted(FS_CAPTURES.glob("*.esl"))
+    ]
+
+
+def fresh_copy(frames: list[bytes], copy: int) -> list[bytes]:
+    """``frames`` as copy number ``copy``: new channel UUIDs and caller numbers."""
+    core = {m.group(1) for raw in frames for m in _CORE_UUID.finditer(raw)}
+    uuids: dict[bytes, bytes] = {}
+    callers: dict[bytes, bytes] = {}
+
+    def uuid(m: re.Match[bytes]) -> bytes:
+        key = m.group(0)
+        if key in core:
+            return key
+        if key not in uuids:
+            uuids[key] = b"%08x-%04x-4000-8000-b0000000%04x" % (
+                copy & 0xFFFFFFFF,
+                len(uuids) & 0xFFFF,
+                len(uuids) >> 16 & 0xFFFF,
+            )
+        return uuids[key]
+
+    def caller(m: re.Match[bytes]) -> bytes:
+        # One number per lab number and copy: +1 415 2xx xxxx is a valid US number.
+        key = m.group(0)
+        if key not in callers:
+            callers[key] = b"14152%06d" % ((copy * 64 + len(callers)) % 1_000_000)
+        return callers[key]
+
+    out = []
+    for raw in frames:
+        head, sep, body = raw.partition(b"\n\n")
+        body = _CALLER.sub(caller, _UUID.sub(uuid, body))
+        head = _LENGTH.sub(b"Content-Length: %d" % len(body), head)
+        out.append(head + sep + body)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """An event-socket byte stream and what a correct daemon makes of it."""
+
+    data: bytes
+    frames: int
+    calls: int  # copies of captures
+    verdicts: int  # inbound verdicts the pure correlator gives
+    sidecars: int  # inbound calls the captures' sidecars describe
+
+
+def sidecar_calls(capture: Path) -> int:
+    """Inbound calls (judged, not ignored) the capture's JSON sidecar describes."""
+    sidecar = json.loads(capture.with_suffix(".json").read_text())
+    return 0 if sidecar["expected"] == "ignore" else int(sidecar.get("calls", 1))
+
+
+def build_stream(min_calls: int, concurrency: int) -> Stream:
+    bases = templates()
+    per_round = sum(sidecar_calls(p) for p in sorted(FS_CAPTURES.glob("*.esl")))
+    rounds = -(-min_calls // len(bases))
+    copies = [fresh_copy(b, n) for n, b in enumerate(itertools.chain(*[bases] * rounds))]
+    frames = list(interleave(iter(copies), concurrency))
+    data = b"".join(frames)
+    return Stream(
+        data=data,
+        frames=len(frames),
+        calls=len(copies),
+        verdicts=verdicts_of(data),
+        sidecars=per_round * rounds,
+    )
+
+
+def verdicts_of(data: bytes) -> int:
+    """How many inbound verdicts the pure correlator gives for ``data``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load(write_config(Path(tmp), esl_port=1))
+    correlator = FsCorrelator(config.freeswitch_settings())
+    events, problems = decode_stream(data)
+    if problems:
+        raise SystemExit(f"the rewritten stream does not parse: {problems[0]}")
+    count = 0
+    for n, event in enumerate(events):
+        count += sum(
+            1 for v in correlator.feed(event, float(n)) if v.verdict is not Verdict.IGNORED
+        )
+    count += sum(1 for v in correlator.flush(1e12) if v.verdict is not Verdict.IGNORED)
+    return count
+
+
+def framer_rate(data: bytes, chunk: int = 65536) -> tuple[float, float]:
+    """Events/s of EslFramer alone, and of EslFramer plus event decoding, in TCP-sized chunks."""
+    rates = []
+    for decode in (False, True):
+        framer = EslFramer()
+        count = 0
+        start = time.perf_counter()
+        for offset in range(0, len(data), chunk):
+            frames = framer.receive_data(data[offset : offset + chunk])[0]
+            if decode:
+                count += sum(1 for f in frames if decode_event(f) is not None)
+            else:
+                count += len(frames)
+        rates.append(count / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
+async def end_to_end(stream: Stream, directory: Path) -> tuple[float, int, int]:
+    """Seconds from the first byte to the last verdict recorded, verdicts, events handled."""
+    judged = 0
+    last = 0.0
+    done = asyncio.Event()
+
+    async def on_verdict(verdict: CallVerdict) -> None:
+        nonlocal judged, last
+        if verdict.verdict is not Verdict.IGNORED:
+            judged += 1
+            last = time.perf_counter()
+            if judged >= stream.verdicts:
+                done.set()
+
+    options = EslSimulatorOptions(password=_PASSWORD)
+    async with EslSimulator([], options) as pbx:
+        pbx.feed(stream.data)
+        config = load(write_config(directory, esl_port=pbx.port))
+        with open(os.devnull, "w") as devnull:  # noqa: ASYNC230  # opening /dev/null
+            daemon = Daemon(config, on_verdict=on_verdict, out=devnull)
+            task = asyncio.create_task(daemon.run())
+            try:
+                await pbx.until(lambda s: s.subscriptions >= 1)
+                start = time.perf_counter()
+                await pbx.streamed.wait()
+                # Settle on "every verdict in" or "nothing more handled for a second".
+                seen = -1
+                while not done.is_set() and daemon.events_handled != seen:
+                    seen = daemon.events_handled
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 1.0)
+                await daemon.until_handled(min(stream.frames, daemon.events_handled))
+                await daemon.idle.wait()
+                elapsed = (last or time.perf_counter()) - start
+                handled = daemon.events_handled
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    return elapsed, judged, handled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 capture copies (seconds)")
+    parser.add_argument("--calls", type=int, default=None, help="capture copies to replay")
+    parser.add_argument("--concurrency", type=int, default=50, help="calls in flight at once")
+    args = parser.parse_args()
+    calls = args.calls or (200 if args.quick else 2_000)
+    configure("logfmt", "error")
+    stream = build_stream(calls, args.concurrency)
+    print(
+        f"stream: {stream.frames:,} events, {len(stream.data) / 1e6:.1f} MB, "
+        f"{stream.calls:,} capture copies, {stream.verdicts:,} inbound calls judged "
+        f"(sidecars: {stream.sidecars:,}), {args.concurrency} copies in flight"
+    )
+    framed, decoded = framer_rate(stream.data)
+    print(f"reference  EslFramer:               {framed:>10,.0f} events/s")
+    print(f"reference  EslFramer + decode:      {decoded:>10,.0f} events/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        elapsed, judged, handled = asyncio.run(end_to_end(stream, Path(tmp)))
+    print(
+        f"end to end (TCP → daemon → SQLite): {handled / elapsed:>10,.0f} events/s, "
+        f"{judged / elapsed:,.0f} calls/s ({handled:,} of {stream.frames:,} events, "
+        f"{judged:,} of {stream.verdicts:,} verdicts in {elapsed:.2f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

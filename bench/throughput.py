@@ -1,0 +1,117 @@
+"""End-to-end AMI throughput: fake Asterisk over TCP → daemon → SQLite → console gateway.
+
+    python bench/throughput.py [--quick] [--events N] [--concurrency N]
+
+Prints events/s and calls/s from the first byte to the last verdict recorded,
+and, as references, the bare panoramisk parse rate and our AmiFramer's rate
+over the same bytes. Target (issue 7): >= 40,000 events/s end to end on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import Stream, build_stream, write_config
+from panoramisk.message import Message
+
+from textback.config import load
+from textback.core.verdict import CallVerdict, Verdict
+from textback.log import configure
+from textback.pbx.ami_proto import AmiFramer
+from textback.service import Daemon
+from textback.simulator import AmiSimulator, SimulatorOptions
+
+
+def panoramisk_rate(data: bytes) -> float:
+    """Events/s of panoramisk's own parsing (decode, split on blank lines, Message.from_line)."""
+    start = time.perf_counter()
+    text = data.decode("ascii", "ignore")
+    count = sum(1 for line in text.split("\r\n\r\n") if Message.from_line(line.strip()))
+    return count / (time.perf_counter() - start)
+
+
+def framer_rate(data: bytes, chunk: int = 65536) -> float:
+    """Events/s of AmiFramer fed in TCP-sized chunks."""
+    framer = AmiFramer()
+    count = 0
+    start = time.perf_counter()
+    for offset in range(0, len(data), chunk):
+        count += len(framer.receive_data(data[offset : offset + chunk])[0])
+    return count / (time.perf_counter() - start)
+
+
+async def end_to_end(stream: Stream, directory: Path) -> tuple[float, int, int]:
+    """Seconds from the first byte to the last verdict recorded, verdicts, events handled."""
+    judged = 0
+    last = 0.0
+    done = asyncio.Event()
+
+    async def on_verdict(verdict: CallVerdict) -> None:
+        nonlocal judged, last
+        if verdict.verdict is not Verdict.IGNORED:
+            judged += 1
+            last = time.perf_counter()
+            if judged >= stream.verdicts:
+                done.set()
+
+    async with AmiSimulator([], SimulatorOptions()) as pbx:
+        pbx.feed(stream.data)
+        config = load(write_config(directory, ami_port=pbx.port))
+        with open(os.devnull, "w") as devnull:  # noqa: ASYNC230  # opening /dev/null
+            daemon = Daemon(config, on_verdict=on_verdict, out=devnull)
+            task = asyncio.create_task(daemon.run())
+            try:
+                await pbx.until(lambda s: s.logins >= 1)
+                start = time.perf_counter()
+                await pbx.streamed.wait()
+                # The source drops nothing we know of, but a few frames may be filtered:
+                # settle on "every verdict in" or "nothing more handled for a second".
+                seen = -1
+                while not done.is_set() and daemon.events_handled != seen:
+                    seen = daemon.events_handled
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(done.wait(), 1.0)
+                await daemon.until_handled(min(stream.frames, daemon.events_handled))
+                await daemon.idle.wait()
+                elapsed = last - start
+                handled = daemon.events_handled
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    return elapsed, judged, handled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about 20k events (seconds)")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--concurrency", type=int, default=50, help="calls in flight at once")
+    args = parser.parse_args()
+    events = args.events or (20_000 if args.quick else 500_000)
+    configure("logfmt", "error")
+    stream = build_stream(events, args.concurrency)
+    print(
+        f"stream: {stream.frames:,} events, {len(stream.data) / 1e6:.1f} MB, "
+        f"{stream.calls:,} capture copies, {stream.verdicts:,} inbound calls judged, "
+        f"{args.concurrency} copies in flight"
+    )
+    print(f"reference  panoramisk parse:   {panoramisk_rate(stream.data):>10,.0f} events/s")
+    print(f"reference  AmiFramer:          {framer_rate(stream.data):>10,.0f} events/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        elapsed, judged, handled = asyncio.run(end_to_end(stream, Path(tmp)))
+    print(
+        f"end to end (TCP → daemon → SQLite): {handled / elapsed:>10,.0f} events/s, "
+        f"{judged / elapsed:,.0f} calls/s ({handled:,} events, {judged:,} of "
+        f"{stream.verdicts:,} verdicts in {elapsed:.2f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
