@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -225,6 +226,40 @@ class TestBadDisk:
         errors = [line for line in run.lines if needle in line]
         assert len(errors) == 1, run.lines
         assert "Traceback" not in "".join(run.lines)
+
+    async def test_a_database_that_stops_taking_writes_holds_the_call_and_texts_it_after(
+        self, tmp_path: Path
+    ) -> None:
+        """Writes refused mid-run (another writer holds the lock past the busy timeout): one
+        error line, no exit, and once writes work again the held call is logged and texted."""
+        db = tmp_path / "textback.db"
+        async with TwilioFake() as fake, AmiSimulator([]) as pbx:
+            config = load(write_config(tmp_path, ami_port=pbx.port, provider_url=fake.url))
+            with capture_logs() as logs:
+                # daemon_running re-raises if the daemon ended on its own.
+                async with daemon_running(config):
+                    await until(lambda: pbx.logins >= 1, "the login")
+                    blocker = sqlite3.connect(db, isolation_level=None)
+                    try:
+                        blocker.execute("BEGIN EXCLUSIVE")
+                        pbx.feed(capture("01-abandoned-ringing"))
+
+                        def failed() -> list[str]:
+                            return [
+                                str(e["doing"])
+                                for e in logs
+                                if e["event"] == "database_write_failed"
+                            ]
+
+                        await until(lambda: "logging calls" in failed(), "the write failure")
+                        assert outbox(db) == []
+                    finally:
+                        blocker.execute("ROLLBACK")
+                        blocker.close()
+                    await until(lambda: outbox(db) == [("+14155550101", "sent", "ok")], "the text")
+        assert texts(fake) == ["+14155550101"]
+        assert failed().count("logging calls") == 1
+        assert "database_write_recovered" in [e["event"] for e in logs]
 
 
 def verdict(call_id: str, caller: str, ended_at: float) -> CallVerdict:

@@ -32,12 +32,14 @@ from textback.core.policy import History, cap_reached, decide
 from textback.core.templates import choose, render
 from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
 from textback.core.window import schedule
+from textback.errors import StoreError
 from textback.gateways.base import FailureKind, Gateway, GatewayError, OutgoingSms
 from textback.log import get_logger
 from textback.metrics import ADAPTER_BUG, Metrics, TextState
 from textback.numbers import mask, national, number_facts, time_zones, to_e164
 from textback.outbox import OutboxRow
 from textback.store import Store
+from textback.storeoutage import StoreOutage
 
 log = get_logger(__name__)
 
@@ -74,6 +76,7 @@ class Delivery:
         self.rng = rng or random.Random()
         self.metrics = metrics
         self.wake = asyncio.Event()
+        self._outage = StoreOutage("sending texts")
         self._hold_until = 0.0  # no claims before this: a transient outage is global
         self._paused: str | None = None  # why sending stopped (config error), until restart
         self._cap_logged: str | None = None
@@ -231,8 +234,14 @@ class Delivery:
             self.beat = time.monotonic()
             # Cleared before the work, so a text queued while we work wakes the wait below.
             self.wake.clear()
-            delay = await self._step()
-            await self._gauge_depth()
+            try:
+                delay = await self._step()
+                await self._gauge_depth()
+            except StoreError as exc:
+                # A row mid-send stays `sending`: never re-claimed, settled at stop or start.
+                delay = self._outage.failed(exc)
+            else:
+                self._outage.ok()
             if delay is None or self._stopping:
                 continue
             try:

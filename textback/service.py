@@ -41,7 +41,7 @@ from textback.core.asterisk import AmiCorrelator
 from textback.core.freeswitch import FsCorrelator
 from textback.core.verdict import CallNotice, CallVerdict, Verdict
 from textback.delivery import Delivery
-from textback.errors import ConfigError
+from textback.errors import ConfigError, StoreError
 from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
 from textback.metrics import Health, Metrics, start_metrics_server
@@ -50,6 +50,7 @@ from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSetting
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
 from textback.sdnotify import SystemdNotifier
 from textback.store import Store
+from textback.storeoutage import StoreOutage
 from textback.web.app import WebDeps, start_web
 
 log = get_logger(__name__)
@@ -191,6 +192,7 @@ class Daemon:
         self._pbx_trouble: str | None = None  # why the link is down, once it went down
         self._status = ""
         self._pump_beat = time.monotonic()
+        self._outage = StoreOutage("logging calls")
 
     @property
     def pbx_connected(self) -> bool:
@@ -553,10 +555,22 @@ class Daemon:
 
     async def _record_all(self, verdicts: list[CallVerdict]) -> None:
         for verdict in verdicts:
-            try:
-                await self._record(verdict)
-            except Exception:  # keep judging the other calls
-                log.exception("verdict_handling_failed", call_id=verdict.call_id)
+            while True:
+                try:
+                    await self._record(verdict)
+                except StoreError as exc:
+                    if self._stop.is_set():
+                        log.error("call_not_saved", **verdict_record(verdict, self.config.trunks))
+                        break
+                    # Judging waits (events queue up in memory) rather than lose the call.
+                    self._pump_beat = time.monotonic()
+                    await asyncio.sleep(self._outage.failed(exc))
+                    continue
+                except Exception:  # keep judging the other calls
+                    log.exception("verdict_handling_failed", call_id=verdict.call_id)
+                else:
+                    self._outage.ok()
+                break
 
     async def until_handled(self, count: int) -> None:
         """Wait until ``count`` AMI events have been handled (handled well or logged)."""
