@@ -48,17 +48,6 @@ def db_calls(database: Path) -> int:
             return 0
 
 
-def forget_sent(pbx: AmiSimulator) -> None:
-    """Drop the frames the fake PBX has sent: it keeps them all, and a soak is not about it.
-
-    Only once everything fed is out (the streamer then waits for more), so the
-    cursor and the frame list stay in step.
-    """
-    if pbx.streamed.is_set():
-        del pbx._frames[: pbx._cursor]
-        pbx._cursor = 0
-
-
 async def soak(directory: Path, seconds: float, rate: float, every: float) -> None:
     bases = templates(TEMPLATES)
     if len(bases) != len(TEMPLATES):
@@ -112,7 +101,6 @@ async def soak(directory: Path, seconds: float, rate: float, every: float) -> No
                         expected += expected_of[which]
                         fed += 1
                     if batch:
-                        forget_sent(pbx)
                         pbx.feed(b"".join(batch))
                     if now >= next_row:
                         row()

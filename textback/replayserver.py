@@ -273,6 +273,9 @@ class ReplayServer(abc.ABC, Generic[OptionsT, FrameT, ClientT]):
                     if self._wants(client, frame):
                         await client.send(frame.raw)
                 self._cursor += 1
+            # Sent frames are never read again: a long soak or demo must not keep them all.
+            self._frames.clear()
+            self._cursor = 0
             self.streamed.set()
             if self.options.close_after_stream:
                 for client in list(self._clients):
