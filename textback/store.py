@@ -241,16 +241,7 @@ class CallLog:
         """The newest ``limit`` calls, newest first, with 0/1 columns as booleans."""
         if limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
-        conn = self._db.live()
-        try:
-            cursor = conn.execute(
-                "SELECT * FROM calls ORDER BY started_at DESC, id DESC LIMIT ?", (limit,)
-            )
-            names = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the call log in {self.path}: {exc}") from exc
-        return [_row_dict(names, row) for row in rows]
+        return self._rows("SELECT * FROM calls ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
 
     def unqueued_missed(self, since: float) -> list[CallVerdict]:
         """Missed calls that ended at or after ``since`` but have no outbox row, oldest first.
@@ -260,24 +251,29 @@ class CallLog:
         (a suppressed one when policy says no), so an absent row means the
         decision was never made.
         """
+        rows = self._rows(
+            """
+            SELECT * FROM calls AS c
+            WHERE c.verdict = 'missed' AND c.ended_at >= ?
+              AND NOT EXISTS (
+                  SELECT 1 FROM outbox AS o WHERE o.pbx = c.pbx AND o.call_id = c.call_id
+              )
+            ORDER BY c.ended_at, c.id
+            """,
+            (iso_utc(since),),
+        )
+        return [_verdict_of(row) for row in rows]
+
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[dict[str, object]]:
+        """The calls rows ``sql`` selects, as :func:`_row_dict` makes them."""
         conn = self._db.live()
         try:
-            cursor = conn.execute(
-                """
-                SELECT * FROM calls AS c
-                WHERE c.verdict = 'missed' AND c.ended_at >= ?
-                  AND NOT EXISTS (
-                      SELECT 1 FROM outbox AS o WHERE o.pbx = c.pbx AND o.call_id = c.call_id
-                  )
-                ORDER BY c.ended_at, c.id
-                """,
-                (iso_utc(since),),
-            )
+            cursor = conn.execute(sql, params)
             names = [d[0] for d in cursor.description]
             rows = cursor.fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read the call log in {self.path}: {exc}") from exc
-        return [_verdict_of(_row_dict(names, row)) for row in rows]
+        return [_row_dict(names, row) for row in rows]
 
     def close(self) -> None:
         self._db.close()
