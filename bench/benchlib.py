@@ -7,18 +7,23 @@ frame by frame, as concurrent calls are on a busy PBX.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 import re
 import resource
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from textback.config import load
 from textback.core.asterisk import AmiCorrelator
+from textback.core.verdict import CallVerdict, Verdict
 from textback.pbx.ami_proto import AmiFramer
+from textback.service import Daemon
 from textback.simulator import parse_events_value, split_capture
 
 REPO = Path(__file__).resolve().parent.parent
@@ -237,3 +242,44 @@ def percentile(values: Sequence[float], p: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+async def run_daemon_through(
+    config: Path, connected: Callable[[], Awaitable[None]], frames: int, verdicts: int
+) -> tuple[float, int, int]:
+    """Run the daemon on ``config`` against a fake PBX already fed its stream.
+
+    Returns seconds from ``connected`` to the last verdict, verdicts, events handled.
+    """
+    judged = 0
+    last = 0.0
+    done = asyncio.Event()
+
+    async def on_verdict(verdict: CallVerdict) -> None:
+        nonlocal judged, last
+        if verdict.verdict is not Verdict.IGNORED:
+            judged += 1
+            last = time.perf_counter()
+            if judged >= verdicts:
+                done.set()
+
+    with open(os.devnull, "w") as devnull:  # noqa: ASYNC230  # opening /dev/null
+        daemon = Daemon(load(config), on_verdict=on_verdict, out=devnull)
+        task = asyncio.create_task(daemon.run())
+        try:
+            await connected()
+            start = time.perf_counter()
+            # The source may filter a few frames: settle on "every verdict in" or
+            # "nothing more handled for a second".
+            seen = -1
+            while not done.is_set() and daemon.events_handled != seen:
+                seen = daemon.events_handled
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 1.0)
+            await daemon.until_handled(min(frames, daemon.events_handled))
+            await daemon.idle.wait()
+            return (last or time.perf_counter()) - start, judged, daemon.events_handled
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

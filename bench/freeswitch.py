@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
-import os
 import re
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import FS_CAPTURES, interleave, write_config
+from benchlib import FS_CAPTURES, interleave, run_daemon_through, write_config
 
 from textback.config import load
 from textback.core.freeswitch import FsCorrelator
-from textback.core.verdict import CallVerdict, Verdict
+from textback.core.verdict import Verdict
 from textback.esl_simulator import EslSimulator, EslSimulatorOptions, split_capture
 from textback.log import configure
 from textback.pbx.esl_proto import (
@@ -39,7 +37,6 @@ from textback.pbx.esl_proto import (
     decode_event,
     decode_stream,
 )
-from textback.service import Daemon
 
 _UUID = re.compile(rb"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 _CORE_UUID = re.compile(rb'Core-UUID"?:\s*"?([0-9a-f-]{36})')
@@ -166,44 +163,15 @@ def framer_rate(data: bytes, chunk: int = 65536) -> tuple[float, float]:
 
 async def end_to_end(stream: Stream, directory: Path) -> tuple[float, int, int]:
     """Seconds from the first byte to the last verdict recorded, verdicts, events handled."""
-    judged = 0
-    last = 0.0
-    done = asyncio.Event()
-
-    async def on_verdict(verdict: CallVerdict) -> None:
-        nonlocal judged, last
-        if verdict.verdict is not Verdict.IGNORED:
-            judged += 1
-            last = time.perf_counter()
-            if judged >= stream.verdicts:
-                done.set()
-
     options = EslSimulatorOptions(password=_PASSWORD)
     async with EslSimulator([], options) as pbx:
         pbx.feed(stream.data)
-        config = load(write_config(directory, esl_port=pbx.port))
-        with open(os.devnull, "w") as devnull:  # noqa: ASYNC230  # opening /dev/null
-            daemon = Daemon(config, on_verdict=on_verdict, out=devnull)
-            task = asyncio.create_task(daemon.run())
-            try:
-                await pbx.until(lambda s: s.subscriptions >= 1)
-                start = time.perf_counter()
-                await pbx.streamed.wait()
-                # Settle on "every verdict in" or "nothing more handled for a second".
-                seen = -1
-                while not done.is_set() and daemon.events_handled != seen:
-                    seen = daemon.events_handled
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(done.wait(), 1.0)
-                await daemon.until_handled(min(stream.frames, daemon.events_handled))
-                await daemon.idle.wait()
-                elapsed = (last or time.perf_counter()) - start
-                handled = daemon.events_handled
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    return elapsed, judged, handled
+        return await run_daemon_through(
+            write_config(directory, esl_port=pbx.port),
+            lambda: pbx.until(lambda s: s.subscriptions >= 1),
+            stream.frames,
+            stream.verdicts,
+        )
 
 
 def main() -> None:

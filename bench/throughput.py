@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import tempfile
 import time
 from pathlib import Path
 
-from benchlib import Stream, build_stream, write_config
+from benchlib import Stream, build_stream, run_daemon_through, write_config
 from panoramisk.message import Message
 
-from textback.config import load
-from textback.core.verdict import CallVerdict, Verdict
 from textback.log import configure
 from textback.pbx.ami_proto import AmiFramer
-from textback.service import Daemon
 from textback.simulator import AmiSimulator, SimulatorOptions
 
 
@@ -48,44 +43,14 @@ def framer_rate(data: bytes, chunk: int = 65536) -> float:
 
 async def end_to_end(stream: Stream, directory: Path) -> tuple[float, int, int]:
     """Seconds from the first byte to the last verdict recorded, verdicts, events handled."""
-    judged = 0
-    last = 0.0
-    done = asyncio.Event()
-
-    async def on_verdict(verdict: CallVerdict) -> None:
-        nonlocal judged, last
-        if verdict.verdict is not Verdict.IGNORED:
-            judged += 1
-            last = time.perf_counter()
-            if judged >= stream.verdicts:
-                done.set()
-
     async with AmiSimulator([], SimulatorOptions()) as pbx:
         pbx.feed(stream.data)
-        config = load(write_config(directory, ami_port=pbx.port))
-        with open(os.devnull, "w") as devnull:  # noqa: ASYNC230  # opening /dev/null
-            daemon = Daemon(config, on_verdict=on_verdict, out=devnull)
-            task = asyncio.create_task(daemon.run())
-            try:
-                await pbx.until(lambda s: s.logins >= 1)
-                start = time.perf_counter()
-                await pbx.streamed.wait()
-                # The source drops nothing we know of, but a few frames may be filtered:
-                # settle on "every verdict in" or "nothing more handled for a second".
-                seen = -1
-                while not done.is_set() and daemon.events_handled != seen:
-                    seen = daemon.events_handled
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(done.wait(), 1.0)
-                await daemon.until_handled(min(stream.frames, daemon.events_handled))
-                await daemon.idle.wait()
-                elapsed = last - start
-                handled = daemon.events_handled
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    return elapsed, judged, handled
+        return await run_daemon_through(
+            write_config(directory, ami_port=pbx.port),
+            lambda: pbx.until(lambda s: s.logins >= 1),
+            stream.frames,
+            stream.verdicts,
+        )
 
 
 def main() -> None:
