@@ -6,8 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES
+from textback.core.asterisk import is_noise
 from textback.pbx.ami_proto import (
     MAX_FRAME_BYTES,
+    SKIPPED,
     AmiFramer,
     AmiMessage,
     FrameProblem,
@@ -142,3 +144,69 @@ def test_uniqueid_epoch() -> None:
     assert epoch_of_uniqueid("1795810850.2") == 1795810850.0
     assert epoch_of_uniqueid("pbx1-1795810850.2") == 1795810850.0
     assert None is epoch_of_uniqueid("")
+
+
+class TestSkip:
+    """A framer with a ``skip`` test hands flagged frames over as ``SKIPPED``, unparsed."""
+
+    VARSET = (
+        b"Event: VarSet\r\nPrivilege: dialplan,all\r\nUniqueid: 1.1\r\n"
+        b"Variable: X\r\nValue: 1\r\n\r\n"
+    )
+    VMSTATUS = VARSET.replace(b"Variable: X", b"Variable: VMSTATUS")
+
+    def test_flagged_frames_keep_their_place(self) -> None:
+        seen: list[bytes] = []
+
+        def skip(raw: bytes | bytearray) -> bool:
+            seen.append(bytes(raw))
+            return bool(is_noise(raw))
+
+        hangup = b"Event: Hangup\r\nUniqueid: 1.1\r\nCause: 16\r\n\r\n"
+        messages, problems = AmiFramer(skip).receive_data(self.VARSET + hangup + self.VMSTATUS)
+        assert problems == []
+        assert messages[0] is SKIPPED
+        assert messages[1]["Event"] == "Hangup"
+        assert messages[2]["Variable"] == "VMSTATUS"
+        assert len(seen) == 3
+        assert seen[0].startswith(b"Event: VarSet")
+
+    def test_split_reads_still_skip(self) -> None:
+        framer = AmiFramer(is_noise)
+        out = [
+            m
+            for i in range(len(self.VARSET))
+            for m in framer.receive_data(self.VARSET[i : i + 1])[0]
+        ]
+        assert out == [SKIPPED]
+
+
+class TestIsNoise:
+    def test_varset_of_a_variable_we_never_read(self) -> None:
+        assert is_noise(b"Event: VarSet\r\nUniqueid: 1.1\r\nVariable: DIALSTATUS\r\nValue: BUSY")
+
+    def test_varsets_we_read_are_kept(self) -> None:
+        for name in (b"VMSTATUS", b"FROM_DID", b"_FROM_DID", b"__FROM_DID"):
+            assert not is_noise(b"Event: VarSet\r\nUniqueid: 1.1\r\nVariable: " + name + b"\r\n")
+
+    def test_bare_lf_frames(self) -> None:
+        assert is_noise(b"Event: Cdr\nUniqueID: 1.1\nDisposition: ANSWERED")
+        assert not is_noise(b"Event: VarSet\nVariable: VMSTATUS\nValue: SUCCESS")
+
+    def test_events_that_can_matter_are_kept(self) -> None:
+        for name in (
+            b"Newchannel",
+            b"Hangup",
+            b"Newexten",
+            b"BridgeEnter",
+            b"Shutdown",
+            b"VarSetX",
+        ):
+            assert not is_noise(b"Event: " + name + b"\r\nUniqueid: 1.1\r\n")
+
+    def test_unsure_frames_are_kept(self) -> None:
+        assert not is_noise(b"Response: Success\r\nActionID: 1\r\n")
+        assert not is_noise(b"Privilege: call,all\r\nEvent: Cdr\r\n")  # not a plain event head
+        assert not is_noise(b"Event: VarSet\r\nUniqueid: 1.1\r\n")  # no Variable line
+        assert not is_noise(b"Event: Cdr")  # no end of line: unsure what the name is
+        assert not is_noise(b"Event: Cdr\r\nActionID: 7\r\n")  # answers one of our actions

@@ -41,7 +41,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from textback.errors import PbxError
-from textback.pbx.ami_proto import AmiFramer, AmiMessage
+from textback.pbx.ami_proto import SKIPPED, AmiFramer, AmiMessage
 from textback.pbx.link import LinkKeeper, LinkLost, Outcome, describe_error
 
 log = structlog.get_logger(__name__)
@@ -160,10 +160,10 @@ class _Link:
 class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hints
     """panoramisk's protocol with our framing and routing of incoming bytes."""
 
-    def __init__(self, link: _Link) -> None:
+    def __init__(self, link: _Link, skip: Callable[[bytes | bytearray], bool] | None) -> None:
         super().__init__()
         self._link = link
-        self._framer = AmiFramer()
+        self._framer = AmiFramer(skip)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -182,6 +182,9 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hi
             self._route(message)
 
     def _route(self, message: AmiMessage) -> None:
+        if message is SKIPPED:
+            self._link.event(message)
+            return
         action_id = message.get("ActionID")
         if action_id is not None:
             # Replies (and list items) to our actions go to panoramisk; late
@@ -221,8 +224,16 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hi
 class AmiSource:
     """Events from one Asterisk, forever. Run :meth:`run` in a task; read :meth:`next_item`."""
 
-    def __init__(self, settings: AmiSettings, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: AmiSettings,
+        *,
+        rng: random.Random | None = None,
+        skip: Callable[[bytes | bytearray], bool] | None = None,
+    ) -> None:
+        """``skip``: frames the consumer never needs, delivered as ``SKIPPED`` unparsed."""
         self._settings = settings
+        self._skip = skip
         self._keeper: LinkKeeper[AmiMessage, SourceItem] = LinkKeeper(
             settings,
             prefix="ami",
@@ -316,7 +327,7 @@ class AmiSource:
         try:
             async with asyncio.timeout(s.connect_timeout):
                 _, protocol = await asyncio.get_running_loop().create_connection(
-                    lambda: _Protocol(link), s.host, s.port
+                    lambda: _Protocol(link, self._skip), s.host, s.port
                 )
         except (OSError, TimeoutError) as exc:
             self._keeper.drop_held()
