@@ -37,7 +37,7 @@ from aiohttp import web
 from textback.callview import CallNumbers, verdict_record
 from textback.config import AsteriskConfig, Config, FreeswitchConfig, load
 from textback.conversations import Conversations
-from textback.core.asterisk import AmiCorrelator
+from textback.core.asterisk import AmiCorrelator, is_noise
 from textback.core.freeswitch import FsCorrelator
 from textback.core.verdict import CallNotice, CallVerdict, Verdict
 from textback.delivery import Delivery
@@ -46,6 +46,7 @@ from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
 from textback.metrics import Health, Metrics, start_metrics_server
 from textback.notify import MissedCallNotice, StaffNotifier
+from textback.pbx.ami_proto import SKIPPED
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
 from textback.sdnotify import SystemdNotifier
@@ -66,6 +67,8 @@ DRAIN_TIMEOUT: Final = 10.0
 STALE_AFTER: Final = 5 * MAX_IDLE
 # How often STATUS is refreshed and the core tasks checked when systemd set no watchdog.
 SUPERVISE_EVERY: Final = 5.0
+# Events fed in one run before the pump lets the loop turn (reads, timers, web).
+FEED_RUN: Final = 256
 # The TOML tables SIGHUP applies; any other change needs a restart.
 RELOADABLE: Final = frozenset({"business", "policy", "templates", "sending", "hours"})
 
@@ -148,7 +151,7 @@ class Daemon:
         self.source: Source
         self.ami_action: AmiAction | None = None
         if config.asterisk is not None:
-            ami = AmiSource(ami_settings(config.asterisk))
+            ami = AmiSource(ami_settings(config.asterisk), skip=is_noise)
             self.correlator, self.source, self.ami_action = (
                 AmiCorrelator(config.correlator_settings()),
                 ami,
@@ -171,6 +174,8 @@ class Daemon:
         # AMI events handled so far, and a condition to wait on it.
         self.events_handled = 0
         self._progress = asyncio.Condition()
+        # An item the pump read ahead while feeding a run of events.
+        self._lookahead: SourceItem | None = None
         self.out = out
         self.gateway = config.gateway
         self.store: Store | None = None
@@ -500,7 +505,9 @@ class Daemon:
             self._pump_beat = time.monotonic()
             # Under load an item is already waiting; the correlator settles due
             # timers as it feeds, so only a wait needs the timeout.
-            item = self.source.ready_item()
+            item, self._lookahead = self._lookahead, None
+            if item is None:
+                item = self.source.ready_item()
             if item is None:
                 deadline = self.correlator.next_deadline()
                 wait = MAX_IDLE if deadline is None else max(0.0, deadline - self.clock())
@@ -513,10 +520,7 @@ class Daemon:
             match item:
                 case AmiEvent(message=message) | EslEvent(message=message):
                     self._pbx_up = True  # also when the PBX refused the resync snapshot
-                    await self._handle(lambda now: self.correlator.feed(message, now))
-                    self.events_handled += 1
-                    async with self._progress:
-                        self._progress.notify_all()
+                    await self._feed(message)
                 case AmiResync(channels=channels) | EslResync(channels=channels):
                     log.info("pbx_resynced", channels=len(channels))
                     self._pbx_up, self._pbx_trouble = True, None
@@ -527,12 +531,50 @@ class Daemon:
                     self.metrics.pbx_connected(False)
                     self._update_status()
 
+    async def _feed(self, message: Mapping[str, str]) -> None:
+        """Feed ``message`` and the events already waiting behind it, then act on the result.
+
+        Most events complete nothing, so they are fed in a run and the loop's
+        bookkeeping (progress, idle, status) is done once per run. A run ends
+        at the first event that completes a verdict or a notice: calls are
+        recorded and notices applied in event order.
+        """
+        correlator = self.correlator
+        verdicts: list[CallVerdict] = []
+        notices: list[CallNotice] = []
+        fed = 0
+        while True:
+            fed += 1
+            if message is not SKIPPED:
+                try:
+                    verdicts = correlator.feed(message, self.clock())
+                except Exception:  # one bad event must not stop the daemon
+                    log.exception("event_handling_failed")
+                notices = correlator.pop_notices()
+                if verdicts or notices:
+                    break
+            if fed >= FEED_RUN:
+                break
+            item = self.source.ready_item()
+            if not isinstance(item, AmiEvent | EslEvent):
+                self._lookahead = item  # a resync or a link down: the pump's own business
+                break
+            message = item.message
+        await self._act(verdicts, notices)
+        self.events_handled += fed
+        async with self._progress:
+            self._progress.notify_all()
+
     async def _handle(self, step: Callable[[float], list[CallVerdict]]) -> None:
         try:
             verdicts = step(self.clock())
         except Exception:  # one bad event must not stop the daemon
             log.exception("event_handling_failed")
             verdicts = []
+        await self._act(verdicts, self.correlator.pop_notices())
+
+    async def _act(self, verdicts: list[CallVerdict], notices: list[CallNotice]) -> None:
+        """Record the verdicts and apply the notices the correlator just gave."""
         if verdicts:
             work = asyncio.ensure_future(self._record_all(verdicts))
             try:
@@ -542,7 +584,7 @@ class Daemon:
                 await work
                 raise
         assert self.delivery is not None
-        for notice in self.correlator.pop_notices():
+        for notice in notices:
             try:
                 await self.delivery.on_notice(notice)
             except Exception:  # a failed cancel must not stop the judging
