@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +21,7 @@ from textback.pbx.esl_proto import (
     EslFramer,
     EslMessage,
     FrameProblem,
+    PlainEvent,
     auth_command,
     decode_event,
     decode_stream,
@@ -271,6 +273,163 @@ class TestDecodePlain:
         frame = EslFrame({"Content-Type": "text/event-plain"}, body)
 
         assert decode_event(frame) is None
+
+
+def eager_plain(body: bytes) -> dict[str, str] | None:
+    """The reference: every value of a plain body decoded at once, as textback first did."""
+    head, _, rest = body.partition(b"\n\n")
+    message: dict[str, str] = {}
+    for line in head.decode("utf-8", "replace").split("\n"):
+        if not line:
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name:
+            return None
+        value = unquote(value.removeprefix(" "), errors="replace")
+        if value.startswith("ARRAY::"):
+            value = "|".join(value[len("ARRAY::") :].split("|:"))
+        message[name] = value
+    length = message.pop("Content-Length", None)
+    if length is not None:
+        if not length.isdigit() or len(rest) < int(length):
+            return None
+        message["_body"] = rest[: int(length)].decode("utf-8", "replace")
+    return message if message.get("Event-Name") else None
+
+
+def assert_reads_like(event: EslMessage | None, reference: dict[str, str] | None) -> None:
+    """``event`` answers every Mapping question as the eagerly decoded ``reference`` does."""
+    if reference is None:
+        assert event is None
+        return
+    assert isinstance(event, PlainEvent)
+    assert list(event) == list(reference)
+    assert len(event) == len(reference)
+    for name, value in reference.items():
+        assert name in event
+        assert event.get(name) == value
+        assert event[name] == value
+        assert event.get(name) == value  # a second read, from the decoded cache
+    assert dict(event.items()) == reference
+    assert event == reference
+    assert reference == event
+    assert "No-Such-Header" not in event
+    assert event.get("No-Such-Header") is None
+    assert event.get("No-Such-Header", "x") == "x"
+    with pytest.raises(KeyError):
+        event["No-Such-Header"]
+
+
+class TestLazyPlain:
+    @pytest.mark.parametrize("path", CAPTURE_PATHS, ids=lambda p: p.stem)
+    def test_every_capture_event_reads_like_the_eager_decode(self, path: Path) -> None:
+        """Each plain event of each capture is the eager decode: keys, order, values, len, ==."""
+        frames, _ = EslFramer().receive_data(path.read_bytes())
+        plain = [f for f in frames if f.content_type == "text/event-plain"]
+
+        for frame in plain:
+            assert_reads_like(decode_event(frame), eager_plain(frame.body))
+
+    def test_reads_in_any_order_give_the_same_values(self) -> None:
+        """Values read one by one, in any order, before or after iterating, are the same."""
+        frames, _ = EslFramer().receive_data(capture(PLAIN))
+        frame = next(f for f in frames if f.content_type == "text/event-plain")
+        reference = eager_plain(frame.body)
+        assert reference is not None
+
+        for order in (list(reference), list(reversed(reference))):
+            event = decode_event(frame)
+            assert event is not None
+            assert [event[name] for name in order] == [reference[name] for name in order]
+            assert dict(event) == reference
+
+    @pytest.mark.parametrize(
+        ("raw", "read"),
+        [
+            ("100%", "100%"),  # a lone % at the end
+            ("50%zz%2", "50%zz%2"),  # not hex: kept as written
+            ("Jos%E9", "Jos\ufffd"),  # invalid UTF-8 once unquoted: replaced
+            ("%C3%A9%C3", "\u00e9\ufffd"),  # a character cut short
+            ("%00nul", "\x00nul"),
+            ("ARRAY%3A%3A%ZZ%7C%3A%E9", "%ZZ|\ufffd"),
+        ],
+    )
+    def test_malformed_escapes_read_as_eagerly_and_never_raise(self, raw: str, read: str) -> None:
+        """A bad escape in a value read late gives what the eager decode gave, not an error."""
+        (frame,), _ = EslFramer().receive_data(
+            plain_event(f"Event-Name: CHANNEL_CREATE\nCaller-Caller-ID-Name: {raw}\n")
+        )
+        event = decode_event(frame)
+
+        assert event is not None
+        assert event["Caller-Caller-ID-Name"] == read
+        assert_reads_like(event, eager_plain(frame.body))
+
+    def test_invalid_utf8_in_names_and_raw_values_replaced(self) -> None:
+        """Invalid UTF-8 on the wire is replaced in names and values alike."""
+        body = b"Event-Name: CHANNEL_CREATE\nCaller-Caller-ID-Name: Jos\xe9\nX-\xff: 1\n\n"
+        event = decode_event(EslFrame({"Content-Type": "text/event-plain"}, body))
+
+        assert event is not None
+        assert event["Caller-Caller-ID-Name"] == "Jos\ufffd"
+        assert event["X-\ufffd"] == "1"
+        assert_reads_like(event, eager_plain(body))
+
+    def test_body_and_its_length(self) -> None:
+        """The inner body is _body; the inner Content-Length is not a header of the event."""
+        inner = b"Hallo\n"
+        (frame,), _ = EslFramer().receive_data(plain_event("Event-Name: CUSTOM\n", inner))
+        event = decode_event(frame)
+
+        assert event is not None
+        assert "Content-Length" not in event
+        assert event.get("Content-Length") is None
+        assert event["_body"] == "Hallo\n"
+        assert_reads_like(event, eager_plain(frame.body))
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    "Event-Name: CHANNEL_CREATE",
+                    "Event-Name: ",
+                    "Event-Name:%41",
+                    "Unique-ID: a%2",
+                    "Unique-ID: %zz",
+                    "Caller-Caller-ID-Name: %E9%",
+                    "variable_DP_MATCH: ARRAY%3A%3Aa%7C%3Ab",
+                    "Content-Length: 3",
+                    "Content-Length: %33",
+                    "Content-Length: x",
+                    "_body: header",
+                    "no colon",
+                    ": no name",
+                    "",
+                    "Dup: 1",
+                    "Dup: 2",
+                ]
+            ),
+            max_size=12,
+        ),
+        st.binary(max_size=8),
+    )
+    def test_any_mix_of_lines_reads_like_the_eager_decode(
+        self, lines: list[str], rest: bytes
+    ) -> None:
+        """Good, bad, empty, duplicate and length lines: None or the same mapping, never a raise."""
+        body = "\n".join(lines).encode() + b"\n\n" + rest
+        frame = EslFrame({"Content-Type": "text/event-plain"}, body)
+
+        assert_reads_like(decode_event(frame), eager_plain(body))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=200))
+    def test_garbage_reads_like_the_eager_decode(self, body: bytes) -> None:
+        """Arbitrary bytes as a plain body: None or the eager mapping, and no read raises."""
+        frame = EslFrame({"Content-Type": "text/event-plain"}, b"Event-Name: X\n" + body)
+
+        assert_reads_like(decode_event(frame), eager_plain(frame.body))
 
 
 class TestDecodeJson:

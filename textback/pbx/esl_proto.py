@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar, overload
 from urllib.parse import unquote
 
 # Re-exported: ESL callers need not know the type lives with the AMI framer.
 from textback.pbx.ami_proto import FrameProblem as FrameProblem
 
 EslMessage = Mapping[str, str]
+_T = TypeVar("_T")
 
 AUTH_REQUEST: Final = "auth/request"
 COMMAND_REPLY: Final = "command/reply"
@@ -187,12 +188,14 @@ def _header(line: bytes) -> tuple[str, str] | None:
 def decode_event(frame: EslFrame) -> EslMessage | None:
     """The event in an event frame, as ``Name -> value`` strings; None if there is none.
 
-    ``text/event-plain``: values URL-decoded (``%2B1415…`` → ``+1415…``), the
-    event's own body, if any, under ``_body``. ``text/event-json``: string
-    values as they are, lists joined with ``|``, other values as JSON text,
-    the body already under ``_body``. Returns None for other content types and
-    for a body that holds no ``Event-Name``; never raises.
+    ``text/event-plain``: values URL-decoded (``%2B1415…`` → ``+1415…``) on
+    first read (:class:`PlainEvent`), the event's own body, if any, under
+    ``_body``. ``text/event-json``: string values as they are, lists joined
+    with ``|``, other values as JSON text, the body already under ``_body``.
+    Returns None for other content types and for a body that holds no
+    ``Event-Name``; never raises.
     """
+    message: EslMessage | None
     if frame.content_type == EVENT_PLAIN:
         message = _decode_plain(frame.body)
     elif frame.content_type == EVENT_JSON:
@@ -204,30 +207,90 @@ def decode_event(frame: EslFrame) -> EslMessage | None:
     return message
 
 
-def _decode_plain(body: bytes) -> dict[str, str] | None:
+class PlainEvent(Mapping[str, str]):
+    """A ``text/event-plain`` event whose values are URL-decoded when first read.
+
+    An event has ~140 headers and the correlator reads about a dozen, so
+    unquoting them all was most of the cost of an event. The lines are still
+    split and checked up front (a body that is not an event stays None), only
+    the values wait. Decoding a value cannot fail: a malformed escape stays as
+    written and invalid UTF-8 is replaced, as an eager decode would do, so a
+    read raises nothing but the KeyError of a missing name.
+    """
+
+    __slots__ = ("_raw", "_values")
+
+    def __init__(self, raw: dict[str, str]) -> None:
+        self._raw = raw  # name -> the value as on the wire
+        self._values: dict[str, str] = {}  # name -> decoded value, for names read so far
+
+    def __getitem__(self, key: str) -> str:
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = _plain_value(self._raw[key])
+        return value
+
+    # Not the Mapping mixins: those go through a KeyError for every absent name,
+    # and the correlator asks for many names an event does not have.
+    @overload
+    def get(self, key: str, /) -> str | None: ...
+    @overload
+    def get(self, key: str, /, default: str | _T) -> str | _T: ...
+    def get(self, key: str, /, default: str | _T | None = None) -> str | _T | None:
+        value = self._values.get(key)
+        if value is None:
+            raw = self._raw.get(key)
+            if raw is None:
+                return default
+            value = self._values[key] = _plain_value(raw)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"PlainEvent({dict(self)!r})"
+
+    def _set_decoded(self, key: str, value: str) -> None:
+        self._raw[key] = self._values[key] = value
+
+
+def _decode_plain(body: bytes) -> PlainEvent | None:
     head, _, rest = body.partition(_END)
-    message: dict[str, str] = {}
+    raw: dict[str, str] = {}
     for line in head.decode("utf-8", "replace").split("\n"):
-        if not line:
-            continue
         name, colon, value = line.partition(":")
         if not colon or not name:
+            if not line:
+                continue
             return None
-        # FreeSWITCH writes `Name: value`; `+` is a literal plus (switch_url_encode).
-        value = value.removeprefix(" ")
-        if "%" in value:
-            value = unquote(value, errors="replace")
-        if value.startswith(_ARRAY):
-            # A multi-valued header (variable_DP_MATCH) is `ARRAY::a|:b` in
-            # plain and a list in JSON; both read as `a|b`.
-            value = "|".join(value[len(_ARRAY) :].split("|:"))
-        message[name] = value
-    length = message.pop("Content-Length", None)
+        raw[name] = value
+    length = raw.pop("Content-Length", None)
+    message = PlainEvent(raw)
     if length is not None:
+        length = _plain_value(length)
         if not length.isdigit() or len(rest) < int(length):
             return None
-        message["_body"] = rest[: int(length)].decode("utf-8", "replace")
+        message._set_decoded("_body", rest[: int(length)].decode("utf-8", "replace"))
     return message
+
+
+def _plain_value(value: str) -> str:
+    # FreeSWITCH writes `Name: value`; `+` is a literal plus (switch_url_encode).
+    value = value.removeprefix(" ")
+    if "%" in value:
+        value = unquote(value, errors="replace")
+    if value.startswith(_ARRAY):
+        # A multi-valued header (variable_DP_MATCH) is `ARRAY::a|:b` in
+        # plain and a list in JSON; both read as `a|b`.
+        value = "|".join(value[len(_ARRAY) :].split("|:"))
+    return value
 
 
 def _decode_json(body: bytes) -> dict[str, str] | None:
