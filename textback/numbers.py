@@ -102,6 +102,7 @@ def mask(number: str) -> str:
 _TYPE_NAMES: Final = {v: n for n, v in vars(PhoneNumberType).items() if n.isupper()}
 
 
+@functools.lru_cache(maxsize=4096)  # phonenumbers is slow, and callers call again
 def number_facts(e164: str | None) -> NumberFacts:
     """Region and line type of a number, for the texting policy."""
     if e164 is None:
@@ -119,6 +120,7 @@ def number_facts(e164: str | None) -> NumberFacts:
     return NumberFacts(e164=e164, region=phonenumbers.region_code_for_number(parsed), kind=name)
 
 
+@functools.lru_cache(maxsize=4096)
 def time_zones(e164: str) -> tuple[str, ...]:
     """The recipient's possible time zones; empty when the number does not tell."""
     try:
@@ -129,6 +131,7 @@ def time_zones(e164: str) -> tuple[str, ...]:
     return tuple(z for z in zones if z != "Etc/Unknown")
 
 
+@functools.lru_cache(maxsize=4096)
 def national(e164: str) -> str:
     """How the number is written at home ("(212) 555-0100"), for templates."""
     try:

@@ -10,6 +10,7 @@ their own by the number called (DID) or the trunk the call came in on.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -248,6 +249,7 @@ def _route_path(book: TemplateBook, index: int) -> str:
     return book.routes[index].path or f"{book.path}.route[{index}].templates"
 
 
+@functools.lru_cache(maxsize=256)  # every call renders one of a handful of templates
 def _parse(text: str) -> tuple[_Part, ...]:
     """Split a template into literal text and placeholders, or say where its braces are wrong."""
     parts: list[_Part] = []
