@@ -102,6 +102,11 @@ class FakeProvider:
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self._ids = itertools.count(1)
+        # While set to an unset Event, requests wait on it before being answered.
+        self.gate: asyncio.Event | None = None
+        self.in_flight = 0
+        # How many requests were in flight (itself included) as each arrived, in order.
+        self.arrivals_in_flight: list[int] = []
 
     async def __aenter__(self) -> Self:
         self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=0.5)
@@ -138,18 +143,28 @@ class FakeProvider:
     async def answer(self, request: web.Request) -> tuple[Recorded, web.StreamResponse | None]:
         """Record the request and play the next scripted outcome; None: answer as on success."""
         recorded = await self.record(request)
+        self.in_flight += 1
+        self.arrivals_in_flight.append(self.in_flight)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return recorded, await self._play(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _play(self, request: web.Request) -> web.StreamResponse | None:
         if not self.script:
-            return recorded, None
+            return None
         outcome = self.script.popleft()
         if isinstance(outcome, Reply):
-            return recorded, outcome.response()
+            return outcome.response()
         if isinstance(outcome, Hang):
             await self._stopping.wait()
-            return recorded, web.Response(status=503)
+            return web.Response(status=503)
         assert request.transport is not None
         request.transport.abort()
         # The reply is never written: the connection is already gone.
-        return recorded, web.Response(status=500)
+        return web.Response(status=500)
 
     def next_id(self) -> int:
         return next(self._ids)

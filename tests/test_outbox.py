@@ -198,13 +198,33 @@ class TestClaim:
     def test_claims_due_rows_in_call_order_within_limit(self, outbox: Outbox) -> None:
         """Only due rows are claimed, in the order the calls ended, at most ``limit``."""
         # Insertion and due order differ from call order, so neither can stand in for it.
-        second = new_row(outbox, "second", ended=T0 - 20, send_at=T0 + 5)
-        third = new_row(outbox, "third", ended=T0 - 10, send_at=T0 + 1)
-        first = new_row(outbox, "first", ended=T0 - 30, send_at=T0 + 10)
-        new_row(outbox, "future", ended=T0 - 40, send_at=T0 + 999)
+        second = new_row(outbox, "second", to="+14155550102", ended=T0 - 20, send_at=T0 + 5)
+        third = new_row(outbox, "third", to="+14155550103", ended=T0 - 10, send_at=T0 + 1)
+        first = new_row(outbox, "first", to="+14155550101", ended=T0 - 30, send_at=T0 + 10)
+        new_row(outbox, "future", to="+14155550104", ended=T0 - 40, send_at=T0 + 999)
         claimed = outbox.claim_due(T0 + 20, limit=2)
         assert [r.id for r in claimed] == [first, second]
         assert [r.id for r in outbox.claim_due(T0 + 20)] == [third]
+
+    def test_one_row_per_number_per_claim(self, outbox: Outbox) -> None:
+        """Two texts due to one person never go side by side: the older first, then the next."""
+        older = new_row(outbox, "older", ended=T0 - 30)
+        other = new_row(outbox, "other", to="+14155550199", ended=T0 - 20)
+        newer = new_row(outbox, "newer", ended=T0 - 10)
+        assert [r.id for r in outbox.claim_due(T0 + 20, limit=10)] == [older, other]
+        assert [r.id for r in outbox.claim_due(T0 + 20, limit=10)] == [newer]
+
+    def test_dispatch_marks_many_in_one_go(self, outbox: Outbox) -> None:
+        """Only rows still sending and not yet dispatched are marked (and so may be sent)."""
+        a = new_row(outbox, "a", to="+14155550101")
+        b = new_row(outbox, "b", to="+14155550102")
+        c = new_row(outbox, "c", to="+14155550103")
+        outbox.claim_due(T0 + 10, limit=3)
+        assert outbox.mark_dispatched(a, T0 + 11)
+        assert outbox.mark_failed(c, kind="permanent", error="x", now=T0 + 11)
+        assert outbox.mark_dispatched_all([a, b, c], T0 + 12) == {b}
+        assert row(outbox, b).dispatched_at == T0 + 12
+        assert row(outbox, a).dispatched_at == T0 + 11
 
     def test_claim_marks_sending_and_counts_the_attempt(self, outbox: Outbox) -> None:
         """A claimed row is sending, one attempt more, and stays claimed in the file."""

@@ -9,9 +9,11 @@ outbox, and drives the gateway.
   window) or ``suppressed`` with the policy's reason. A second verdict for the
   same call inserts nothing. An answered call, or an answer/dial-out seen
   mid-call (``on_notice``), cancels the caller's pending text: ``recovered``.
-* **Dispatcher** (``run``): one text at a time, oldest first. A transient
-  failure holds every text back until its retry time, so an outage ends with
-  the texts going out in order. Opt-outs, unreachable numbers and spam
+* **Dispatcher** (``run``): oldest first, up to the gateway's
+  ``max_in_flight`` texts at once, never two to one number. A transient
+  failure holds every text back until its retry time, then texts leave one
+  at a time until one goes, so an outage ends with the texts going out in
+  order. Opt-outs, unreachable numbers and spam
   filtering end the row; a configuration error (bad credentials, unregistered
   sender) stops sending until the daemon restarts, keeping the rows.
 """
@@ -28,12 +30,12 @@ from typing import Final
 from textback.callview import CallNumbers
 from textback.config import Config
 from textback.core.backoff import retry_delay
-from textback.core.policy import History, cap_reached, decide
+from textback.core.policy import History, cap_reached, cap_room, decide
 from textback.core.templates import choose, render
 from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
 from textback.core.window import schedule
 from textback.errors import StoreError
-from textback.gateways.base import FailureKind, Gateway, GatewayError, OutgoingSms
+from textback.gateways.base import FailureKind, Gateway, GatewayError, OutgoingSms, max_in_flight
 from textback.log import get_logger
 from textback.metrics import ADAPTER_BUG, Metrics, TextState
 from textback.numbers import mask, national, number_facts, time_zones, to_e164
@@ -47,6 +49,8 @@ log = get_logger(__name__)
 IDLE_WAIT: Final = 60.0
 # How often to look again while a cap is reached.
 CAP_RECHECK: Final = 60.0
+# How often stale texts are ended (claim_due never hands one out in between).
+EXPIRE_EVERY: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,10 @@ class Delivery:
         self.wake = asyncio.Event()
         self._outage = StoreOutage("sending texts")
         self._hold_until = 0.0  # no claims before this: a transient outage is global
+        # Since a transient failure, one text at a time until one goes: texts held
+        # back by an outage leave in call order, none overtaking another.
+        self._flowing = True
+        self._expire_at = 0.0  # when to next look for stale texts
         self._paused: str | None = None  # why sending stopped (config error), until restart
         self._cap_logged: str | None = None
         self._stopping = False  # stop(): leave run() after the send in flight
@@ -191,8 +199,9 @@ class Delivery:
                 send_in=round(max(0.0, send_at - now), 1),
             )
             self._count("queued")
+            if self.metrics is not None:
+                self.metrics.outbox_depth_grew()  # no count query per call; run() recounts
             self.wake.set()
-            await self._gauge_depth()
         else:
             self._count("suppressed")
             log.info(
@@ -254,14 +263,17 @@ class Delivery:
         """Do one unit of work; return how long to wait before the next (None: go on)."""
         outbox = self.store.outbox
         now = self.clock()
-        for row_id in await outbox.expire(now):
-            log.warning("text_expired", outbox_id=row_id, reason="older than max_age")
-            self._count("expired")
+        if now >= self._expire_at:
+            self._expire_at = now + EXPIRE_EVERY
+            for row_id in await outbox.expire(now):
+                log.warning("text_expired", outbox_id=row_id, reason="older than max_age")
+                self._count("expired")
         if self._paused is not None:
             return IDLE_WAIT
         if now < self._hold_until:
             return self._hold_until - now
-        cap = cap_reached(await outbox.history("", now), self.config.policy)
+        volume = await outbox.history("", now)
+        cap = cap_reached(volume, self.config.policy)
         if cap is not None:
             if self._cap_logged != cap:
                 log.error(
@@ -273,21 +285,24 @@ class Delivery:
                 self._cap_logged = cap
             return CAP_RECHECK
         self._cap_logged = None
-        rows = await outbox.claim_due(now, limit=1)
+        width = max_in_flight(self.gateway) if self._flowing else 1
+        rows = await outbox.claim_due(now, limit=min(width, cap_room(volume, self.config.policy)))
         if not rows:
             due = await outbox.next_due()
             return IDLE_WAIT if due is None else max(0.0, min(IDLE_WAIT, due - now))
-        await self._send(rows[0])
+        # Opt-outs were checked by claim_due in the same transaction as the claim.
+        go = await outbox.mark_dispatched_all([row.id for row in rows], self.clock())
+        for row in rows:
+            if row.id not in go:
+                log.warning("text_settled_elsewhere", outbox_id=row.id)
+        await asyncio.gather(*(self._send(row) for row in rows if row.id in go))
         return None
 
     async def _send(self, row: OutboxRow) -> None:
+        """Send one claimed, dispatched row and record how it went."""
         outbox = self.store.outbox
         assert row.to_e164 is not None  # claim_due only hands out rows with a number
         sms = OutgoingSms(to=row.to_e164, body=row.body, reference=f"textback-{row.id}")
-        # Opt-outs were checked by claim_due in the same transaction as the claim.
-        if not await outbox.mark_dispatched(row.id, self.clock()):
-            log.warning("text_settled_elsewhere", outbox_id=row.id)
-            return
         try:
             receipt = await self.gateway.send(sms)
         except GatewayError as exc:
@@ -305,6 +320,7 @@ class Delivery:
                 self.metrics.gateway_error(ADAPTER_BUG)
             self._count("failed")
             return
+        self._flowing = True
         await outbox.mark_sent(row.id, receipt.provider_id, self.clock())
         self._count("sent")
         if self.metrics is not None:
@@ -352,7 +368,8 @@ class Delivery:
                 log.error("text_gave_up", **fields, attempts=row.attempts, error=exc.detail)
                 return
             # A retry due after the text's max age never happens: expire() ends the row then.
-            self._hold_until = now + delay
+            self._hold_until = max(self._hold_until, now + delay)
+            self._flowing = False
             await outbox.mark_retry(
                 row.id, next_attempt_at=now + delay, error=exc.detail, kind=exc.kind.value, now=now
             )

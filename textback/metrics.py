@@ -151,6 +151,10 @@ class Metrics:
     def set_outbox_depth(self, n: int) -> None:
         self._depth.set(n)
 
+    def outbox_depth_grew(self) -> None:
+        """One more text queued; the dispatcher sets the counted depth after each step."""
+        self._depth.inc()
+
     def opt_out(self) -> None:
         self._optouts.inc()
 

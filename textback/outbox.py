@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -219,11 +220,13 @@ class Outbox:
         at once, and they should reach people in the order they called.
 
         Due: ``pending``, ``next_attempt_at <= now`` and ``expires_at > now``.
-        Claimed rows become ``sending`` with one more attempt and no
-        ``dispatched_at``. In the same transaction, pending rows to numbers
-        that opted out or cannot take a text are cancelled (reason
-        ``opted_out`` / ``not_sms_capable``), so the opt-out table is read
-        at the moment of every claim, whoever wrote it.
+        At most one row per number: several texts due to one person go one
+        claim after the other, in order, never side by side. Claimed rows
+        become ``sending`` with one more attempt and no ``dispatched_at``.
+        In the same transaction, pending rows to numbers that opted out or
+        cannot take a text are cancelled (reason ``opted_out`` /
+        ``not_sms_capable``), so the opt-out table is read at the moment of
+        every claim, whoever wrote it.
         """
         if limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
@@ -244,8 +247,14 @@ class Outbox:
                 SET state = 'sending', attempts = attempts + 1, dispatched_at = NULL,
                     updated_at = :now
                 WHERE state = 'pending' AND id IN (
-                    SELECT id FROM outbox
+                    SELECT id FROM outbox AS o
                     WHERE state = 'pending' AND next_attempt_at <= :now AND expires_at > :now
+                      AND NOT EXISTS (
+                        SELECT 1 FROM outbox AS e
+                        WHERE e.to_e164 = o.to_e164 AND e.state = 'pending'
+                          AND e.next_attempt_at <= :now AND e.expires_at > :now
+                          AND (e.created_at, e.id) < (o.created_at, o.id)
+                      )
                     ORDER BY created_at, id
                     LIMIT :limit
                 )
@@ -262,13 +271,20 @@ class Outbox:
         Returns False when the row is not ``sending`` (a restart settled it,
         or it was already dispatched): do not send then.
         """
-        return self._transition(
-            row_id,
-            "sending",
-            "dispatched_at = :now",
-            {"now": now},
-            extra="dispatched_at IS NULL",
-        )
+        return row_id in self.mark_dispatched_all([row_id], now)
+
+    def mark_dispatched_all(self, row_ids: Sequence[int], now: float) -> set[int]:
+        """:meth:`mark_dispatched` for several rows in one transaction: the ids to send."""
+        with self._errors("write to"), self._transaction() as conn:
+            marks = [
+                conn.execute(
+                    "UPDATE outbox SET dispatched_at = :now, updated_at = :now"
+                    " WHERE id = :id AND state = 'sending' AND dispatched_at IS NULL",
+                    {"now": now, "id": row_id},
+                ).rowcount
+                for row_id in row_ids
+            ]
+        return {row_id for row_id, changed in zip(row_ids, marks, strict=True) if changed == 1}
 
     def mark_sent(self, row_id: int, provider_id: str, now: float) -> bool:
         """``sending → sent`` with the provider's message id; False if not ``sending``."""

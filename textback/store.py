@@ -20,7 +20,7 @@ import asyncio
 import functools
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -556,6 +556,11 @@ class AsyncOutbox:
 
     async def mark_dispatched(self, row_id: int, now: float) -> bool:
         return await self._worker.run(functools.partial(self._outbox.mark_dispatched, row_id, now))
+
+    async def mark_dispatched_all(self, row_ids: Sequence[int], now: float) -> set[int]:
+        return await self._worker.run(
+            functools.partial(self._outbox.mark_dispatched_all, row_ids, now)
+        )
 
     async def mark_sent(self, row_id: int, provider_id: str, now: float) -> bool:
         return await self._worker.run(

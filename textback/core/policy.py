@@ -97,6 +97,17 @@ def cap_reached(history: History, settings: PolicySettings) -> str | None:
     return None
 
 
+def cap_room(history: History, settings: PolicySettings) -> int:
+    """How many more texts the global caps allow right now (0 when one is reached)."""
+    return max(
+        0,
+        min(
+            settings.max_per_hour - history.sent_last_hour,
+            settings.max_per_day - history.sent_last_day,
+        ),
+    )
+
+
 def _refusal(
     verdict: CallVerdict,
     number: NumberFacts,

@@ -74,6 +74,7 @@ class AmiModemGateway:
     # chan_dongle has no client reference: an action cut off by a crash may have
     # queued the text, and sending again may text twice.
     idempotent = False
+    max_in_flight = 1  # one modem sends one text at a time
 
     def __init__(
         self,

@@ -4,9 +4,10 @@ An adapter is a class named by ``[gateway] kind`` (a built-in name, an entry
 point in the ``textback.gateways`` group, or ``"package.module:Class"``). It is
 built from its TOML table with no IO (``from_config``: validation only, so
 ``check-config`` can run it), started once the daemon runs (``start``: open the
-HTTP session, find the AMI link), asked to ``send`` one text at a time, and
-closed (``aclose``). Adapters may add ``check`` (:class:`Checkable`), a no-send
-credentials check for ``textback install-check``.
+HTTP session, find the AMI link), asked to ``send`` texts (one at a time
+unless it sets ``max_in_flight``), and closed (``aclose``). Adapters may add
+``check`` (:class:`Checkable`), a no-send credentials check for
+``textback install-check``.
 
 ``send`` returns a :class:`SendReceipt` or raises :class:`GatewayError` with a
 :class:`FailureKind`; adapters translate their vendor's errors at this edge,
@@ -95,6 +96,7 @@ class Gateway(Protocol):
     # True when the provider drops a second request with the same reference, so a
     # send cut off by a crash may be retried without risking a second text.
     idempotent: bool
+    # Optional: ``max_in_flight``, see :func:`max_in_flight`.
 
     @classmethod
     def from_config(
@@ -117,6 +119,15 @@ class Gateway(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+def max_in_flight(gateway: Gateway) -> int:
+    """Texts the dispatcher may have on the wire at once through ``gateway`` (never two
+    to one number): the adapter's ``max_in_flight`` attribute, or 1 when it has none,
+    as adapters written before it may not be safe to call side by side.
+    """
+    value = getattr(gateway, "max_in_flight", 1)
+    return value if isinstance(value, int) and value >= 1 else 1
 
 
 # How a check() that cannot test anything without sending begins its answer.

@@ -58,6 +58,7 @@ class ConsoleGateway:
     name = "console"
     # Nothing leaves the machine, so printing twice after a crash costs nothing.
     idempotent = True
+    max_in_flight = 8
 
     def __init__(
         self, *, webhook_token: Secret | None = None, provider_confirms_stop: bool = False

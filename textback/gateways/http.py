@@ -271,6 +271,10 @@ class HttpAdapterBase:
     request end to end (connect, send, the whole reply).
     """
 
+    # Providers queue texts per sender themselves: a few requests at once keep a
+    # burst of missed calls moving without one slow reply holding up the rest.
+    max_in_flight = 8
+
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None

@@ -82,6 +82,7 @@ class SmtpGateway:
     # SMTP has no idempotency key: a session cut off after DATA may have been
     # delivered, and a second session delivers a second mail.
     idempotent = False
+    max_in_flight = 1  # one relay session at a time
 
     def __init__(
         self,
