@@ -387,6 +387,34 @@ class TestLazyPlain:
         assert event["_body"] == "Hallo\n"
         assert_reads_like(event, eager_plain(frame.body))
 
+    def test_a_name_is_a_whole_name(self) -> None:
+        """A name is found only as a whole line name: not as part of another, nor in a value."""
+        (frame,), _ = EslFramer().receive_data(
+            plain_event(
+                "Event-Name: CHANNEL_CREATE\nUnique-ID: u1\n"
+                "variable_note: Unique: no%0AUnique-ID: u2\nOther: x\n"
+            )
+        )
+        event = decode_event(frame)
+
+        assert event is not None
+        assert event["Unique-ID"] == "u1"
+        assert event["variable_note"] == "Unique: no\nUnique-ID: u2"
+        for name in ("Unique", "ID", "-ID", "Event", "Name", "Other: x", "Other:", "\nOther", ""):
+            assert name not in event
+            assert event.get(name) is None
+        assert 3 not in event  # type: ignore[comparison-overlap]  # what a Mapping allows
+        assert event["Other"] == "x"
+
+    def test_first_and_last_lines_without_a_final_line_break(self) -> None:
+        """The first line and a last line with no line break after it are read like the rest."""
+        body = b"\nEvent-Name: HEARTBEAT\nLast:%20one"
+        event = decode_event(EslFrame({"Content-Type": "text/event-plain"}, body))
+
+        assert event is not None
+        assert (event["Event-Name"], event["Last"]) == ("HEARTBEAT", " one")
+        assert_reads_like(event, eager_plain(body))
+
     @settings(max_examples=300, deadline=None)
     @given(
         st.lists(
@@ -412,13 +440,14 @@ class TestLazyPlain:
             ),
             max_size=12,
         ),
+        st.sampled_from([b"\n\n", b"\n", b""]),
         st.binary(max_size=8),
     )
     def test_any_mix_of_lines_reads_like_the_eager_decode(
-        self, lines: list[str], rest: bytes
+        self, lines: list[str], end: bytes, rest: bytes
     ) -> None:
         """Good, bad, empty, duplicate and length lines: None or the same mapping, never a raise."""
-        body = "\n".join(lines).encode() + b"\n\n" + rest
+        body = "\n".join(lines).encode() + end + rest
         frame = EslFrame({"Content-Type": "text/event-plain"}, body)
 
         assert_reads_like(decode_event(frame), eager_plain(body))

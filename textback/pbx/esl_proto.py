@@ -62,6 +62,7 @@ API_SHOW_CHANNELS: Final = b"api show channels as json\n\n"
 BANNER: Final = b"Content-Type: auth/request"
 _END: Final = b"\n\n"
 _ARRAY: Final = "ARRAY::"
+_ALL_BUT_COLON_AND_LINE_BREAK: Final = bytes(range(256)).translate(None, b":\n")
 # A header block this long without an empty line is garbage, not ESL.
 MAX_HEADER_BYTES: Final = 64 * 1024
 # `show channels` on a busy PBX is the largest body we ask for; far above it is a bad length.
@@ -208,26 +209,32 @@ def decode_event(frame: EslFrame) -> EslMessage | None:
 
 
 class PlainEvent(Mapping[str, str]):
-    """A ``text/event-plain`` event whose values are URL-decoded when first read.
+    """A ``text/event-plain`` event whose values are found and URL-decoded when first read.
 
     An event has ~140 headers and the correlator reads about a dozen, so
-    unquoting them all was most of the cost of an event. The lines are still
-    split and checked up front (a body that is not an event stays None), only
-    the values wait. Decoding a value cannot fail: a malformed escape stays as
-    written and invalid UTF-8 is replaced, as an eager decode would do, so a
-    read raises nothing but the KeyError of a missing name.
+    splitting and unquoting them all was most of the cost of an event. The
+    lines are checked up front (:func:`_decode_plain`: a body that is not an
+    event stays None); a name is looked up in the text when first asked for.
+    Decoding a value cannot fail: a malformed escape stays as written and
+    invalid UTF-8 is replaced, as an eager decode would do, so a read raises
+    nothing but the KeyError of a missing name.
     """
 
-    __slots__ = ("_raw", "_values")
+    __slots__ = ("_text", "_values")
 
-    def __init__(self, raw: dict[str, str]) -> None:
-        self._raw = raw  # name -> the value as on the wire
-        self._values: dict[str, str] = {}  # name -> decoded value, for names read so far
+    def __init__(self, text: str, body: str | None) -> None:
+        """``text``: the header lines, each after a line break; ``body``: the event's own."""
+        self._text = text
+        # The names asked for so far: decoded value, or None for a name not there.
+        # The inner Content-Length measures the body; it is not a header of the event.
+        self._values: dict[str, str | None] = {"Content-Length": None}
+        if body is not None:
+            self._values["_body"] = body
 
     def __getitem__(self, key: str) -> str:
-        value = self._values.get(key)
+        value = self.get(key)
         if value is None:
-            value = self._values[key] = _plain_value(self._raw[key])
+            raise KeyError(key)
         return value
 
     # Not the Mapping mixins: those go through a KeyError for every absent name,
@@ -237,48 +244,74 @@ class PlainEvent(Mapping[str, str]):
     @overload
     def get(self, key: str, /, default: str | _T) -> str | _T: ...
     def get(self, key: str, /, default: str | _T | None = None) -> str | _T | None:
-        value = self._values.get(key)
-        if value is None:
-            raw = self._raw.get(key)
-            if raw is None:
-                return default
-            value = self._values[key] = _plain_value(raw)
-        return value
+        values = self._values
+        if key not in values:
+            raw = _line_value(self._text, key)
+            values[key] = None if raw is None else _plain_value(raw)
+        value = values[key]
+        return default if value is None else value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._raw
+        return isinstance(key, str) and self.get(key) is not None
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
+        # Names in order of first appearance, as a dict filled line by line keeps them.
+        names = dict.fromkeys(line.partition(":")[0] for line in self._text.split("\n") if line)
+        names.pop("Content-Length", None)
+        if self._values.get("_body") is not None:
+            names.setdefault("_body")
+        return iter(names)
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return sum(1 for _ in self)
 
     def __repr__(self) -> str:
         return f"PlainEvent({dict(self)!r})"
 
-    def _set_decoded(self, key: str, value: str) -> None:
-        self._raw[key] = self._values[key] = value
+
+def _line_value(text: str, name: str) -> str | None:
+    """The value as written on the last line ``name:…`` of ``text``, which starts with ``\\n``."""
+    if not name or ":" in name or "\n" in name:
+        return None  # no line has that name
+    # The last line wins, as in a dict filled line by line.
+    at = text.rfind(f"\n{name}:")
+    if at < 0:
+        return None
+    start = at + len(name) + 2
+    end = text.find("\n", start)
+    return text[start:] if end < 0 else text[start:end]
 
 
 def _decode_plain(body: bytes) -> PlainEvent | None:
     head, _, rest = body.partition(_END)
-    raw: dict[str, str] = {}
-    for line in head.decode("utf-8", "replace").split("\n"):
-        name, colon, value = line.partition(":")
-        if not colon or not name:
-            if not line:
-                continue
-            return None
-        raw[name] = value
-    length = raw.pop("Content-Length", None)
-    message = PlainEvent(raw)
+    if not _lines_have_names(head):
+        return None
+    # A line break first, so that every line, the first included, follows one.
+    text = "\n" + head.decode("utf-8", "replace")
+    length = _line_value(text, "Content-Length")
+    inner: str | None = None
     if length is not None:
         length = _plain_value(length)
         if not length.isdigit() or len(rest) < int(length):
             return None
-        message._set_decoded("_body", rest[: int(length)].decode("utf-8", "replace"))
-    return message
+        inner = rest[: int(length)].decode("utf-8", "replace")
+    return PlainEvent(text, inner)
+
+
+def _lines_have_names(head: bytes) -> bool:
+    """Whether every line of ``head`` but an empty first or last one is ``Name:value``.
+
+    Checked on the bytes, with no split into ~140 lines: ``:`` and ``\\n``
+    are the same bytes in UTF-8 and after a decode that replaces bad bytes.
+    """
+    # `head` ends before the first empty line, so only its ends can be empty lines.
+    head = head.strip(b"\n")
+    # Each line reduced to its colons: a line without one leaves two line breaks
+    # side by side, or one at either end.
+    colons = head.translate(None, _ALL_BUT_COLON_AND_LINE_BREAK)
+    if b"\n\n" in colons or colons.startswith(b"\n") or colons.endswith(b"\n"):
+        return False
+    return not head.startswith(b":") and head.rfind(b"\n:") < 0
 
 
 def _plain_value(value: str) -> str:
