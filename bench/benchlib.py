@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import multiprocessing
 import os
 import re
 import resource
@@ -17,14 +18,17 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Literal
 
 from textback.config import load
 from textback.core.asterisk import AmiCorrelator
 from textback.core.verdict import CallVerdict, Verdict
+from textback.esl_simulator import EslSimulator, EslSimulatorOptions
 from textback.pbx.ami_proto import AmiFramer
 from textback.service import Daemon
-from textback.simulator import parse_events_value, split_capture
+from textback.simulator import AmiSimulator, SimulatorOptions, parse_events_value, split_capture
 
 REPO = Path(__file__).resolve().parent.parent
 CAPTURES = REPO / "tests" / "captures" / "asterisk"
@@ -283,3 +287,64 @@ async def run_daemon_through(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _serve_pbx(kind: Literal["ami", "esl"], data: bytes, conn: Connection, cpu: int | None) -> None:
+    """The child process: a fake PBX fed ``data``; sends its port, then "login" once logged in."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+    async def serve() -> None:
+        pbx: AmiSimulator | EslSimulator = (
+            AmiSimulator([], SimulatorOptions())
+            if kind == "ami"
+            else EslSimulator([], EslSimulatorOptions())
+        )
+        async with pbx:
+            pbx.feed(data)
+            conn.send(pbx.port)
+            await pbx.until(lambda s: s.logins >= 1)
+            conn.send("login")
+            await asyncio.Event().wait()  # until the bench terminates us
+
+    asyncio.run(serve())
+
+
+@contextlib.contextmanager
+def pbx_process(kind: Literal["ami", "esl"], data: bytes) -> Iterator[tuple[int, Connection]]:
+    """A fake PBX replaying ``data`` in a process of its own: its port, and a pipe saying "login".
+
+    With two or more CPUs the PBX and this process (the daemon) each get one,
+    so the daemon's figures are what one core does.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pair = cpus[:2] if len(cpus) >= 2 else []
+    ours, theirs = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(
+        target=_serve_pbx, args=(kind, data, theirs, pair[1] if pair else None), daemon=True
+    )
+    child.start()
+    before = os.sched_getaffinity(0) if pair else None
+    try:
+        if pair:
+            os.sched_setaffinity(0, {pair[0]})
+        if not ours.poll(300):
+            raise RuntimeError("the fake PBX did not start")
+        yield ours.recv(), ours
+    finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
+        child.terminate()
+        child.join()
+
+
+async def logged_in(conn: Connection) -> None:
+    """Wait until the fake PBX of :func:`pbx_process` reports the daemon's login."""
+    loop = asyncio.get_running_loop()
+    ready = asyncio.Event()
+    loop.add_reader(conn.fileno(), ready.set)
+    try:
+        await ready.wait()
+    finally:
+        loop.remove_reader(conn.fileno())
+    conn.recv()
