@@ -159,25 +159,30 @@ class EslFramer:
 def _split_block(block: bytes) -> tuple[bool, dict[str, str]]:
     """(junk seen, headers): the headers are the block's trailing well-formed lines."""
     lines = block.split(b"\n")
+    parsed: list[tuple[str, str]] = []  # the trailing headers, last first; each line parsed once
     start = len(lines)
-    while start > 0 and (not lines[start - 1] or _header(lines[start - 1]) is not None):
+    while start > 0:
+        line = lines[start - 1]
+        if line:
+            header = _header(line)
+            if header is None:
+                break
+            parsed.append(header)
         start -= 1
-    kept = lines[start:]
     junk = lines[:start]
     if junk:
         # A JSON body has no line break at its end: the next frame's first
         # header can follow its closing brace on the same line.
         last = junk[-1]
         for match in _FRAME_START.finditer(last):
-            if _header(last[match.start() :]) is not None:
-                kept.insert(0, last[match.start() :])
+            header = _header(last[match.start() :])
+            if header is not None:
+                parsed.append(header)
                 junk[-1] = last[: match.start()]
                 break
     headers: dict[str, str] = {}
-    for raw in kept:
-        parsed = _header(raw)
-        if parsed is not None:
-            headers.setdefault(*parsed)
+    for name, value in reversed(parsed):
+        headers.setdefault(name, value)
     return any(line.strip() for line in junk), headers
 
 
