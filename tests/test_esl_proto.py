@@ -486,6 +486,36 @@ class TestDecodeJson:
             "_body": "text",
         }
 
+    def test_nested_values_become_strings(self) -> None:
+        """Lists in lists join flat; an object inside a value is its JSON text."""
+        body = b'{"Event-Name": "X", "a": [["b", ["c"]], 1, null], "o": {"k": [2]}}'
+
+        event = decode_event(EslFrame({"Content-Type": "text/event-json"}, body))
+
+        assert event == {"Event-Name": "X", "a": "b|c|1|", "o": '{"k": [2]}'}
+
+    def test_nesting_near_the_stack_limit_never_raises(self) -> None:
+        """A value nested about as deep as the stack allows reads as text or as unreadable."""
+        body = b'{"Event-Name": "X", "a": ' + b"[" * 900 + b"]" * 900 + b"}"
+
+        event = decode_event(EslFrame({"Content-Type": "text/event-json"}, body))
+
+        assert event is None or event["a"] == ""
+
+    @pytest.mark.parametrize("depth", [5000, 200_000])
+    def test_deep_nesting_is_none_not_a_crash(self, depth: int) -> None:
+        """Nesting deeper than Python's stack is unreadable, for an event and for channels."""
+        value = b"[" * depth + b"]" * depth
+        body = b'{"Event-Name": "X", "a": ' + value + b"}"
+        frame = b"Content-Length: %d\nContent-Type: text/event-json\n\n%b" % (len(body), body)
+
+        assert decode_event(EslFrame({"Content-Type": "text/event-json"}, body)) is None
+        events, problems = decode_stream(frame + HEARTBEAT)
+        assert [e["Event-Name"] for e in events] == ["HEARTBEAT"]
+        assert [p.reason for p in problems] == ["event frame without a readable event"]
+        rows = b'{"row_count": 1, "rows": [{"uuid": ' + value + b"}]}"
+        assert parse_show_channels(rows) is None
+
     @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"Unique-ID": "x"}', b"\xff\xfe"])
     def test_unreadable_json_is_none(self, body: bytes) -> None:
         """Bad JSON, a non-object or an object without Event-Name decodes to None."""

@@ -334,11 +334,16 @@ def _plain_value(value: str) -> str:
 def _decode_json(body: bytes) -> dict[str, str] | None:
     try:
         parsed = json.loads(body.decode("utf-8", "replace"))
-    except ValueError:
+        if not isinstance(parsed, dict):
+            return None
+        # Nearly every value is a string already: convert the few others in
+        # place rather than copy all ~140 into a new dict.
+        for key, value in parsed.items():
+            if not isinstance(value, str):
+                parsed[key] = _json_text(value)
+    except (ValueError, RecursionError):  # deep nesting: garbage, never FreeSWITCH
         return None
-    if not isinstance(parsed, dict):
-        return None
-    return {str(key): _json_text(value) for key, value in parsed.items()}
+    return parsed
 
 
 def _json_text(value: object) -> str:
@@ -359,18 +364,18 @@ def parse_show_channels(body: bytes) -> list[EslMessage] | None:
     """
     try:
         parsed = json.loads(body.decode("utf-8", "replace"))
-    except ValueError:
+        if not isinstance(parsed, dict) or "row_count" not in parsed:
+            return None
+        rows = parsed.get("rows", [])
+        if not isinstance(rows, list):
+            return None
+        return [
+            {str(key): _json_text(value) for key, value in row.items()}
+            for row in rows
+            if isinstance(row, dict)
+        ]
+    except (ValueError, RecursionError):  # deep nesting: garbage, never FreeSWITCH
         return None
-    if not isinstance(parsed, dict) or "row_count" not in parsed:
-        return None
-    rows = parsed.get("rows", [])
-    if not isinstance(rows, list):
-        return None
-    return [
-        {str(key): _json_text(value) for key, value in row.items()}
-        for row in rows
-        if isinstance(row, dict)
-    ]
 
 
 def decode_stream(data: bytes) -> tuple[list[EslMessage], list[FrameProblem]]:
