@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -456,3 +457,44 @@ class TestSideBySide:
         assert bodies[3] == "a"  # then the oldest, on its own
         assert fake.arrivals_in_flight[3] == 1
         assert sorted(bodies[4:]) == ["b", "c"]
+
+
+class TestBurstIntake:
+    """Verdicts handed over together are queued together, with the same outcome as one by one."""
+
+    @staticmethod
+    def answered_call(call_id: str, caller: str, ended_at: float) -> CallVerdict:
+        return dataclasses.replace(
+            missed_call(call_id, caller, ended_at), verdict=Verdict.ANSWERED, reason=Reason.ANSWERED
+        )
+
+    async def intake(self, tmp_path: Path, verdicts: list[CallVerdict]) -> list[str | None]:
+        config = load(write_config(tmp_path, ami_port=5038, provider_url="http://127.0.0.1:9"))
+        async with await Store.open(config.daemon.database) as store:
+            delivery = Delivery(config, store, config.gateway, clock=lambda: 2000.0)
+            results = await delivery.on_verdicts(verdicts)
+        return [None if q is None else q.reason for q in results]
+
+    async def test_a_caller_twice_in_one_burst_is_texted_once(self, tmp_path: Path) -> None:
+        """The second call of a caller sees the first one's text: the cooldown holds."""
+        burst = [
+            missed_call("c1", "+14155550101", 1990.0),
+            missed_call("c2", "+14155550102", 1991.0),
+            missed_call("c3", "+14155550101", 1992.0),
+        ]
+        assert await self.intake(tmp_path, burst) == ["ok", "ok", "suppressed: cooldown"]
+        assert [row[1] for row in outbox_rows(tmp_path)] == ["pending", "pending", "suppressed"]
+
+    async def test_answers_cancel_in_call_order(self, tmp_path: Path) -> None:
+        """An answer before a caller's missed call cancels nothing; one after it cancels it."""
+        burst = [
+            self.answered_call("c0", "+14155550101", 1989.0),
+            missed_call("c1", "+14155550101", 1990.0),
+            missed_call("c2", "+14155550102", 1991.0),
+            self.answered_call("c3", "+14155550102", 1992.0),
+        ]
+        assert await self.intake(tmp_path, burst) == [None, "ok", "ok", None]
+        assert outbox_rows(tmp_path) == [
+            ("+14155550101", "pending", "ok"),
+            ("+14155550102", "cancelled", "recovered"),
+        ]

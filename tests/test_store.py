@@ -355,6 +355,25 @@ class TestRecord:
             record(call_log, make_verdict(verdict=Verdict.IGNORED, reason=Reason.INTERNAL))
         assert count_rows(db_path) == 0
 
+    def test_a_burst_is_logged_in_one_go(self, call_log: CallLog, db_path: Path) -> None:
+        """record_all stores each new call and reports a replayed one, like record."""
+        assert record(call_log, make_verdict(call_id="c1"))
+        calls = [
+            (make_verdict(call_id="c1"), "+14155550101", None),
+            (make_verdict(call_id="c2"), "+14155550102", "+12125550100"),
+        ]
+        assert call_log.record_all(calls, now=STARTED + 20) == [False, True]
+        assert count_rows(db_path) == 2
+        assert call_log.recent()[0]["caller_e164"] == "+14155550102"
+
+    def test_a_burst_is_all_or_nothing(self, call_log: CallLog, db_path: Path) -> None:
+        """One refused verdict leaves none of the burst behind (it is retried whole)."""
+        ignored = make_verdict(call_id="c2", verdict=Verdict.IGNORED, reason=Reason.INTERNAL)
+        calls = [(make_verdict(call_id="c1"), None, None), (ignored, None, None)]
+        with pytest.raises(ValueError, match="ignored"):
+            call_log.record_all(calls, now=STARTED + 20)
+        assert count_rows(db_path) == 0
+
     def test_schema_rejects_ignored_too(self, call_log: CallLog, db_path: Path) -> None:
         """The CHECK constraint guards the verdict column against other writers."""
         conn = sqlite3.connect(db_path)

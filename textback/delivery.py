@@ -23,9 +23,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from textback.callview import CallNumbers
 from textback.config import Config
@@ -35,11 +35,18 @@ from textback.core.templates import choose, render
 from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
 from textback.core.window import schedule
 from textback.errors import StoreError
-from textback.gateways.base import FailureKind, Gateway, GatewayError, OutgoingSms, max_in_flight
+from textback.gateways.base import (
+    FailureKind,
+    Gateway,
+    GatewayError,
+    OutgoingSms,
+    SendReceipt,
+    max_in_flight,
+)
 from textback.log import get_logger
 from textback.metrics import ADAPTER_BUG, Metrics, TextState
 from textback.numbers import mask, national, number_facts, time_zones, to_e164
-from textback.outbox import OutboxRow
+from textback.outbox import NewText, OutboxRow
 from textback.store import Store
 from textback.storeoutage import StoreOutage
 
@@ -99,12 +106,33 @@ class Delivery:
     # -- intake ---------------------------------------------------------------------
 
     async def on_verdict(self, verdict: CallVerdict) -> Queued | None:
-        if verdict.verdict is Verdict.ANSWERED:
-            await self._recovered(verdict.caller_raw, verdict.trunk, "answered call")
-            return None
-        if verdict.verdict is not Verdict.MISSED:
-            return None
-        return await self._accept(verdict)
+        return (await self.on_verdicts([verdict]))[0]
+
+    async def on_verdicts(self, verdicts: Sequence[CallVerdict]) -> list[Queued | None]:
+        """Intake for verdicts in call order; what became of each missed call's text.
+
+        The texts of consecutive missed calls are queued together: one read of
+        their histories, one write. A caller twice in a row starts a new group,
+        so the cooldown sees the first text; an answered call cancels in turn.
+        """
+        results: list[Queued | None] = []
+        group: list[tuple[CallVerdict, CallNumbers]] = []
+        for verdict in verdicts:
+            if verdict.verdict is Verdict.MISSED:
+                numbers = CallNumbers.of(verdict, self.config.trunks)
+                caller = numbers.caller_e164
+                if caller is not None and any(n.caller_e164 == caller for _, n in group):
+                    results += await self._accept(group)
+                    group = []
+                group.append((verdict, numbers))
+                continue
+            results += await self._accept(group)
+            group = []
+            if verdict.verdict is Verdict.ANSWERED:
+                await self._recovered(verdict.caller_raw, verdict.trunk, "answered call")
+            results.append(None)
+        results += await self._accept(group)
+        return results
 
     async def on_notice(self, notice: CallNotice) -> None:
         what = "answered call" if notice.kind == "answered" else "call back from our phone"
@@ -121,16 +149,28 @@ class Delivery:
         if cancelled:
             await self._gauge_depth()
 
-    async def _accept(self, verdict: CallVerdict) -> Queued:
-        cfg = self.config
+    async def _accept(self, group: Sequence[tuple[CallVerdict, CallNumbers]]) -> list[Queued]:
+        """Queue or suppress the text of each missed call in ``group`` (distinct callers)."""
+        if not group:
+            return []
+        outbox = self.store.outbox
         now = self.clock()
-        numbers = CallNumbers.of(verdict, cfg.trunks)
+        histories = await outbox.histories([n.caller_e164 for _, n in group], now)
+        plans = [self._plan(v, n, h, now) for (v, n), h in zip(group, histories, strict=True)]
+        row_ids = await outbox.accept_all([text for text, _ in plans])
+        return [
+            self._queued(verdict, text, template, row_id, now)
+            for (verdict, _), (text, template), row_id in zip(group, plans, row_ids, strict=True)
+        ]
+
+    def _plan(
+        self, verdict: CallVerdict, numbers: CallNumbers, history: History, now: float
+    ) -> tuple[NewText, str]:
+        """The outbox row for one missed call (the policy's decision, the text, when),
+        and the TOML path of its template, for the log.
+        """
+        cfg = self.config
         facts = number_facts(numbers.caller_e164)
-        history = (
-            await self.store.outbox.history(numbers.caller_e164, now)
-            if numbers.caller_e164 is not None
-            else History()
-        )
         decision = decide(verdict, facts, history, cfg.policy)
         ended = verdict.ended_at
         hours = cfg.hours
@@ -159,7 +199,8 @@ class Delivery:
         )
         sending = cfg.sending
         expires_at = ended + sending.max_age_hours * 3600.0
-        state, reason, send_at = "suppressed", decision.reason, now
+        state: Literal["pending", "suppressed"] = "suppressed"
+        reason, send_at = decision.reason, now
         if decision.send and numbers.caller_e164 is not None:
             zones = time_zones(numbers.caller_e164) or (sending.timezone,)
             due = schedule(
@@ -172,21 +213,28 @@ class Delivery:
                 reason = "suppressed: too_late"  # the window opens after max_age
             else:
                 state, send_at = "pending", due
-        row_id = await self.store.outbox.accept(
+        text = NewText(
             pbx=verdict.pbx,
             call_id=verdict.call_id,
             to_e164=numbers.caller_e164,
             body=body,
             template=chosen.name,
             gateway=self.gateway.name,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             reason=reason,
             created_at=ended,
             send_at=send_at,
             expires_at=expires_at,
             now=now,
         )
-        to = mask(numbers.caller_e164 or verdict.caller_raw)
+        return text, chosen.path
+
+    def _queued(
+        self, verdict: CallVerdict, text: NewText, template: str, row_id: int | None, now: float
+    ) -> Queued:
+        """Log and count what became of one missed call's text."""
+        state, reason = text["state"], text["reason"]
+        to = mask(text["to_e164"] or verdict.caller_raw)
         if row_id is None:
             log.info("text_already_queued", call_id=verdict.call_id, to=to)
         elif state == "pending":
@@ -195,8 +243,8 @@ class Delivery:
                 outbox_id=row_id,
                 call_id=verdict.call_id,
                 to=to,
-                template=chosen.path,
-                send_in=round(max(0.0, send_at - now), 1),
+                template=template,
+                send_in=round(max(0.0, text["send_at"] - now), 1),
             )
             self._count("queued")
             if self.metrics is not None:
@@ -295,12 +343,22 @@ class Delivery:
         for row in rows:
             if row.id not in go:
                 log.warning("text_settled_elsewhere", outbox_id=row.id)
-        await asyncio.gather(*(self._send(row) for row in rows if row.id in go))
+        sent: list[tuple[OutboxRow, SendReceipt]] = []
+        try:
+            outcomes = await asyncio.gather(
+                *(self._send(row, sent) for row in rows if row.id in go), return_exceptions=True
+            )
+        finally:
+            # Also when stopped mid-batch: what went out is recorded as sent.
+            if sent:
+                await asyncio.shield(self._record_sent(sent))
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return None
 
-    async def _send(self, row: OutboxRow) -> None:
-        """Send one claimed, dispatched row and record how it went."""
-        outbox = self.store.outbox
+    async def _send(self, row: OutboxRow, sent: list[tuple[OutboxRow, SendReceipt]]) -> None:
+        """Send one claimed, dispatched row; a success joins ``sent``, a failure is settled."""
         assert row.to_e164 is not None  # claim_due only hands out rows with a number
         sms = OutgoingSms(to=row.to_e164, body=row.body, reference=f"textback-{row.id}")
         try:
@@ -310,7 +368,7 @@ class Delivery:
             return
         except Exception as exc:  # an adapter bug must not stop the other texts
             log.exception("gateway_crashed", outbox_id=row.id, gateway=self.gateway.name)
-            await outbox.mark_failed(
+            await self.store.outbox.mark_failed(
                 row.id,
                 kind=FailureKind.PERMANENT.value,
                 error=f"adapter error: {exc!r}",
@@ -321,19 +379,26 @@ class Delivery:
             self._count("failed")
             return
         self._flowing = True
-        await outbox.mark_sent(row.id, receipt.provider_id, self.clock())
-        self._count("sent")
-        if self.metrics is not None:
-            # created_at is the call's hangup.
-            self.metrics.send_latency(self.clock() - row.created_at)
-        log.info(
-            "text_sent",
-            outbox_id=row.id,
-            to=mask(row.to_e164),
-            gateway=self.gateway.name,
-            provider_id=receipt.provider_id,
-            attempts=row.attempts,
+        sent.append((row, receipt))
+
+    async def _record_sent(self, sent: list[tuple[OutboxRow, SendReceipt]]) -> None:
+        now = self.clock()
+        await self.store.outbox.mark_sent_all(
+            [(r.id, receipt.provider_id) for r, receipt in sent], now
         )
+        for row, receipt in sent:
+            self._count("sent")
+            if self.metrics is not None:
+                # created_at is the call's hangup.
+                self.metrics.send_latency(now - row.created_at)
+            log.info(
+                "text_sent",
+                outbox_id=row.id,
+                to=mask(row.to_e164 or ""),
+                gateway=self.gateway.name,
+                provider_id=receipt.provider_id,
+                attempts=row.attempts,
+            )
 
     async def _failed(self, row: OutboxRow, exc: GatewayError) -> None:
         outbox = self.store.outbox

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, TypedDict
 
 from textback.core.policy import History
 from textback.sqltx import as_store_error, immediate
@@ -146,6 +146,23 @@ class Connected(Protocol):
         ...
 
 
+class NewText(TypedDict):
+    """:meth:`Outbox.accept`'s arguments: the outbox row one missed call asks for."""
+
+    pbx: str
+    call_id: str
+    to_e164: str | None
+    body: str
+    template: str | None
+    gateway: str
+    state: Literal["pending", "suppressed"]
+    reason: str
+    created_at: float
+    send_at: float
+    expires_at: float
+    now: float
+
+
 class Outbox:
     """The outbox tables on one connection; use it from the connection's thread only."""
 
@@ -153,6 +170,11 @@ class Outbox:
         self._db = db
 
     # -- intake ---------------------------------------------------------------------
+
+    def accept_all(self, texts: Sequence[NewText]) -> list[int | None]:
+        """:meth:`accept` for several texts in one transaction: their ids (None: had one)."""
+        with self._errors("write to"), self._transaction():
+            return [self.accept(**text) for text in texts]
 
     def accept(
         self,
@@ -296,6 +318,13 @@ class Outbox:
             {"now": now, "provider_id": provider_id},
         )
 
+    def mark_sent_all(self, sent: Sequence[tuple[int, str]], now: float) -> set[int]:
+        """:meth:`mark_sent` for ``(row id, provider id)`` pairs, one transaction: ids marked."""
+        with self._errors("write to"), self._transaction():
+            return {
+                row_id for row_id, provider_id in sent if self.mark_sent(row_id, provider_id, now)
+            }
+
     def mark_retry(
         self, row_id: int, *, next_attempt_at: float, error: str, kind: str, now: float
     ) -> bool:
@@ -407,6 +436,10 @@ class Outbox:
         return None if due is None else float(due)
 
     # -- what the policy needs ------------------------------------------------------
+
+    def histories(self, numbers: Sequence[str | None], now: float) -> list[History]:
+        """:meth:`history` of each number (an empty one for None), in one read."""
+        return [History() if n is None else self.history(n, now) for n in numbers]
 
     def history(self, to_e164: str, now: float) -> History:
         """What the policy needs about ``to_e164``, and the volume of the last hour and day.

@@ -67,6 +67,8 @@ DRAIN_TIMEOUT: Final = 10.0
 STALE_AFTER: Final = 5 * MAX_IDLE
 # How often STATUS is refreshed and the core tasks checked when systemd set no watchdog.
 SUPERVISE_EVERY: Final = 5.0
+# What a call_judged log line says of the call.
+_JUDGED_FIELDS: Final = ("call_id", "trunk", "caller", "did", "verdict", "reason", "ring_seconds")
 # Events fed in one run before the pump lets the loop turn (reads, timers, web).
 FEED_RUN: Final = 256
 # The TOML tables SIGHUP applies; any other change needs a restart.
@@ -535,9 +537,11 @@ class Daemon:
         """Feed ``message`` and the events already waiting behind it, then act on the result.
 
         Most events complete nothing, so they are fed in a run and the loop's
-        bookkeeping (progress, idle, status) is done once per run. A run ends
-        at the first event that completes a verdict or a notice: calls are
-        recorded and notices applied in event order.
+        bookkeeping (progress, idle, status) is done once per run; the calls a
+        run completes are recorded together (one write for a burst). A run ends
+        at the first event that gives a notice (an answer, a call back), which
+        must see the texts of the calls before it: calls are recorded and
+        notices applied in event order.
         """
         correlator = self.correlator
         verdicts: list[CallVerdict] = []
@@ -547,11 +551,11 @@ class Daemon:
             fed += 1
             if message is not SKIPPED:
                 try:
-                    verdicts = correlator.feed(message, self.clock())
+                    verdicts += correlator.feed(message, self.clock())
                 except Exception:  # one bad event must not stop the daemon
                     log.exception("event_handling_failed")
                 notices = correlator.pop_notices()
-                if verdicts or notices:
+                if notices:
                     break
             if fed >= FEED_RUN:
                 break
@@ -596,68 +600,81 @@ class Daemon:
         self._update_status()
 
     async def _record_all(self, verdicts: list[CallVerdict]) -> None:
+        judged = []
         for verdict in verdicts:
-            while True:
-                try:
-                    await self._record(verdict)
-                except StoreError as exc:
-                    if self._stop.is_set():
+            if verdict.verdict is Verdict.IGNORED:
+                log.debug("call_ignored", call_id=verdict.call_id, reason=verdict.reason.value)
+            else:
+                judged.append(verdict)
+        while judged:
+            try:
+                await self._record(judged)
+            except StoreError as exc:
+                if self._stop.is_set():
+                    for verdict in judged:
                         log.error("call_not_saved", **verdict_record(verdict, self.config.trunks))
-                        break
-                    # Judging waits (events queue up in memory) rather than lose the call.
-                    self._pump_beat = time.monotonic()
-                    await asyncio.sleep(self._outage.failed(exc))
-                    continue
-                except Exception:  # keep judging the other calls
-                    log.exception("verdict_handling_failed", call_id=verdict.call_id)
-                else:
-                    self._outage.ok()
-                break
+                    break
+                # Judging waits (events queue up in memory) rather than lose the calls.
+                self._pump_beat = time.monotonic()
+                await asyncio.sleep(self._outage.failed(exc))
+                continue
+            except Exception:  # keep judging the calls that come next
+                log.exception(
+                    "verdict_handling_failed", call_ids=",".join(v.call_id for v in judged)
+                )
+            else:
+                self._outage.ok()
+            break
 
     async def until_handled(self, count: int) -> None:
         """Wait until ``count`` AMI events have been handled (handled well or logged)."""
         async with self._progress:
             await self._progress.wait_for(lambda: self.events_handled >= count)
 
-    async def _record(self, verdict: CallVerdict) -> None:
-        if verdict.verdict is Verdict.IGNORED:
-            log.debug("call_ignored", call_id=verdict.call_id, reason=verdict.reason.value)
-            return
-        numbers = CallNumbers.of(verdict, self.config.trunks)
+    async def _record(self, verdicts: list[CallVerdict]) -> None:
+        """Log the calls (one write), then queue their texts; safe to run again."""
         assert self.store is not None
         assert self.delivery is not None
-        self.metrics.call_judged(verdict.pbx, verdict.verdict, verdict.reason)
-        await self.store.calls.record(
-            verdict, caller_e164=numbers.caller_e164, did_e164=numbers.did_e164, now=self.clock()
+        trunks = self.config.trunks
+        numbers = [CallNumbers.of(v, trunks) for v in verdicts]
+        await self.store.calls.record_all(
+            [(v, n.caller_e164, n.did_e164) for v, n in zip(verdicts, numbers, strict=True)],
+            now=self.clock(),
         )
-        record = verdict_record(verdict, self.config.trunks)
-        fields = {
-            k: record[k]
-            for k in ("call_id", "trunk", "caller", "did", "verdict", "reason", "ring_seconds")
-        }
-        if verdict.verdict is Verdict.UNKNOWN:
-            log.warning("call_judged", **fields, note=verdict.note)
-        else:
-            log.info("call_judged", **fields)
-        await self.delivery.on_verdict(verdict)
-        if self.notifier is not None and verdict.verdict is Verdict.MISSED:
-            inbox = (
-                self.config.web.url(f"/c/{numbers.caller_e164}")
-                if (self.config.web is not None and numbers.caller_e164)
-                else ""
+        records = [verdict_record(v, trunks) for v in verdicts]
+        for verdict, record in zip(verdicts, records, strict=True):
+            self.metrics.call_judged(verdict.pbx, verdict.verdict, verdict.reason)
+            fields = {k: record[k] for k in _JUDGED_FIELDS}
+            if verdict.verdict is Verdict.UNKNOWN:
+                log.warning("call_judged", **fields, note=verdict.note)
+            else:
+                log.info("call_judged", **fields)
+        await self.delivery.on_verdicts(verdicts)
+        for verdict, number, record in zip(verdicts, numbers, records, strict=True):
+            if self.notifier is not None and verdict.verdict is Verdict.MISSED:
+                await self._notify_missed(verdict, number, record)
+            if self.on_verdict is not None:
+                await self.on_verdict(verdict)
+
+    async def _notify_missed(
+        self, verdict: CallVerdict, numbers: CallNumbers, record: Mapping[str, object]
+    ) -> None:
+        assert self.notifier is not None
+        inbox = (
+            self.config.web.url(f"/c/{numbers.caller_e164}")
+            if (self.config.web is not None and numbers.caller_e164)
+            else ""
+        )
+        await self.notifier.missed_call(
+            MissedCallNotice(
+                e164=numbers.caller_e164 or str(record["caller"]),
+                caller_name=verdict.caller_name,
+                did=numbers.did_e164 or verdict.did,
+                reason=verdict.reason.value,
+                at=verdict.started_at,
+                inbox_url=inbox,
             )
-            await self.notifier.missed_call(
-                MissedCallNotice(
-                    e164=numbers.caller_e164 or str(record["caller"]),
-                    caller_name=verdict.caller_name,
-                    did=numbers.did_e164 or verdict.did,
-                    reason=verdict.reason.value,
-                    at=verdict.started_at,
-                    inbox_url=inbox,
-                )
-            )
-        if self.on_verdict is not None:
-            await self.on_verdict(verdict)
+        )
 
 
 def _tables_of(path: Path) -> dict[str, object]:

@@ -32,8 +32,8 @@ from textback.core.policy import History
 from textback.core.verdict import CallVerdict, Reason, Verdict
 from textback.errors import StoreError
 from textback.inbox_store import ConversationSummary, Dashboard, Inbox, Thread, migrate_3_inbox
-from textback.outbox import Outbox, OutboxRow, migrate_2_outbox
-from textback.sqltx import as_store_error
+from textback.outbox import NewText, Outbox, OutboxRow, migrate_2_outbox
+from textback.sqltx import as_store_error, immediate
 
 _T = TypeVar("_T")
 
@@ -176,6 +176,10 @@ class Database:
             self._conn.close()
 
 
+# A verdict to log, with its caller's and DID's E.164 (None when not valid).
+LoggedCall = tuple[CallVerdict, str | None, str | None]
+
+
 class CallLog:
     """The calls table on one connection; use it from the connection's thread only.
 
@@ -236,6 +240,16 @@ class CallLog:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to the call log in {self.path}: {exc}") from exc
         return cursor.rowcount == 1
+
+    def record_all(self, calls: Sequence[LoggedCall], now: float) -> list[bool]:
+        """:meth:`record` for several verdicts ``(verdict, caller_e164, did_e164)`` in one
+        transaction (one commit for a burst of calls); all are stored or none.
+        """
+        with as_store_error("write to", "the call log", self.path), immediate(self._db.live()):
+            return [
+                self.record(verdict, caller_e164=caller, did_e164=did, now=now)
+                for verdict, caller, did in calls
+            ]
 
     def recent(self, limit: int = 50) -> list[dict[str, object]]:
         """The newest ``limit`` calls, newest first, with 0/1 columns as booleans."""
@@ -487,6 +501,10 @@ class AsyncCallLog:
             )
         )
 
+    async def record_all(self, calls: Sequence[LoggedCall], now: float) -> list[bool]:
+        """See :meth:`CallLog.record_all`."""
+        return await self._worker.run(functools.partial(self._log.record_all, calls, now))
+
     async def recent(self, limit: int = 50) -> list[dict[str, object]]:
         """See :meth:`CallLog.recent`."""
         return await self._worker.run(functools.partial(self._log.recent, limit))
@@ -567,6 +585,9 @@ class AsyncOutbox:
             functools.partial(self._outbox.mark_sent, row_id, provider_id, now)
         )
 
+    async def mark_sent_all(self, sent: Sequence[tuple[int, str]], now: float) -> set[int]:
+        return await self._worker.run(functools.partial(self._outbox.mark_sent_all, sent, now))
+
     async def mark_retry(
         self, row_id: int, *, next_attempt_at: float, error: str, kind: str, now: float
     ) -> bool:
@@ -614,6 +635,12 @@ class AsyncOutbox:
                 return int(db.live().execute(sql).fetchone()[0])
 
         return await self._worker.run(count)
+
+    async def histories(self, numbers: Sequence[str | None], now: float) -> list[History]:
+        return await self._worker.run(functools.partial(self._outbox.histories, numbers, now))
+
+    async def accept_all(self, texts: Sequence[NewText]) -> list[int | None]:
+        return await self._worker.run(functools.partial(self._outbox.accept_all, texts))
 
     async def history(self, to_e164: str, now: float) -> History:
         return await self._worker.run(functools.partial(self._outbox.history, to_e164, now))
