@@ -57,6 +57,7 @@ def _valid_e164(text: str, region: str | None) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+@functools.lru_cache(maxsize=4096)  # a call asks for its numbers several times
 def to_e164(raw: str, region: str) -> str | None:
     """The caller's number in E.164, or None when it is withheld, malformed or not valid.
 
@@ -103,29 +104,29 @@ _TYPE_NAMES: Final = {v: n for n, v in vars(PhoneNumberType).items() if n.isuppe
 
 
 @functools.lru_cache(maxsize=4096)  # phonenumbers is slow, and callers call again
+def _parsed(e164: str) -> phonenumbers.PhoneNumber | None:
+    """``e164`` parsed once for the lookups below; None when it does not parse."""
+    try:
+        return phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
 def number_facts(e164: str | None) -> NumberFacts:
     """Region and line type of a number, for the texting policy."""
-    if e164 is None:
+    parsed = None if e164 is None else _parsed(e164)
+    if parsed is None or not phonenumbers.is_valid_number(parsed):
         return NumberFacts(e164=None, region=None, kind="INVALID")
-    try:
-        parsed = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return NumberFacts(e164=None, region=None, kind="INVALID")
-    if not phonenumbers.is_valid_number(parsed):
-        return NumberFacts(e164=None, region=None, kind="INVALID")
-    kind = phonenumbers.number_type(parsed)
-    name = next(
-        (n for n, v in vars(PhoneNumberType).items() if v == kind and n.isupper()), "UNKNOWN"
-    )
-    return NumberFacts(e164=e164, region=phonenumbers.region_code_for_number(parsed), kind=name)
+    kind = _TYPE_NAMES.get(phonenumbers.number_type(parsed), "UNKNOWN")
+    return NumberFacts(e164=e164, region=phonenumbers.region_code_for_number(parsed), kind=kind)
 
 
 @functools.lru_cache(maxsize=4096)
 def time_zones(e164: str) -> tuple[str, ...]:
     """The recipient's possible time zones; empty when the number does not tell."""
-    try:
-        parsed = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
+    parsed = _parsed(e164)
+    if parsed is None:
         return ()
     zones = phonenumbers.timezone.time_zones_for_number(parsed)
     return tuple(z for z in zones if z != "Etc/Unknown")
@@ -134,8 +135,7 @@ def time_zones(e164: str) -> tuple[str, ...]:
 @functools.lru_cache(maxsize=4096)
 def national(e164: str) -> str:
     """How the number is written at home ("(212) 555-0100"), for templates."""
-    try:
-        parsed = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
+    parsed = _parsed(e164)
+    if parsed is None:
         return e164
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL)
