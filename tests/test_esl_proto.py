@@ -415,6 +415,32 @@ class TestLazyPlain:
         assert (event["Event-Name"], event["Last"]) == ("HEARTBEAT", " one")
         assert_reads_like(event, eager_plain(body))
 
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"\n\n",
+            b"Event-Name: X\n\n",
+            b"\nEvent-Name: X\n\n",
+            b"Event-Name: X\nbad\n\n",
+            b"bad\nEvent-Name: X\n\n",
+            b"\nbad\nEvent-Name: X\n\n",
+            b"Event-Name: X\n:x\n\n",
+            b":x\nEvent-Name: X\n\n",
+            b"Event-Name: X\n\nA: b\n\n",
+            b"Event-Name: X\n\nno colon\n\n",
+            b"Event-Name: X\n\n\n",
+            b"Event-Name: X\nContent-Length: 0\n\n",
+            b"Event-Name: X\nContent-Length: 2\n\n",
+            b"Event-Name: X\nContent-Length: 4\n\nab\n\n",
+            b"Event-Name: X\nContent-Length: 2\n\n:\n",
+        ],
+    )
+    def test_where_the_lines_end_reads_like_the_eager_decode(self, body: bytes) -> None:
+        """With or without a body of its own, a bad line anywhere: as the eager decode."""
+        frame = EslFrame({"Content-Type": "text/event-plain"}, body)
+
+        assert_reads_like(decode_event(frame), eager_plain(body))
+
     @settings(max_examples=300, deadline=None)
     @given(
         st.lists(

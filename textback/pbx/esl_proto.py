@@ -288,9 +288,10 @@ def _line_value(text: str, name: str) -> str | None:
 
 
 def _decode_plain(body: bytes) -> PlainEvent | None:
-    head, _, rest = body.partition(_END)
-    if not _lines_have_names(head):
+    split = _split_plain(body)
+    if split is None:
         return None
+    head, rest = split
     # A line break first, so that every line, the first included, follows one.
     text = "\n" + head.decode("utf-8", "replace")
     length = _line_value(text, "Content-Length")
@@ -303,20 +304,32 @@ def _decode_plain(body: bytes) -> PlainEvent | None:
     return PlainEvent(text, inner)
 
 
-def _lines_have_names(head: bytes) -> bool:
-    """Whether every line of ``head`` but an empty first or last one is ``Name:value``.
+def _split_plain(body: bytes) -> tuple[bytes, bytes] | None:
+    """(header lines, what follows the first empty line); None if a line has no name.
 
     Checked on the bytes, with no split into ~140 lines: ``:`` and ``\\n``
     are the same bytes in UTF-8 and after a decode that replaces bad bytes.
+    The header lines may keep an empty line at either end.
     """
-    # `head` ends before the first empty line, so only its ends can be empty lines.
-    head = head.strip(b"\n")
-    # Each line reduced to its colons: a line without one leaves two line breaks
-    # side by side, or one at either end.
-    colons = head.translate(None, _ALL_BUT_COLON_AND_LINE_BREAK)
-    if b"\n\n" in colons or colons.startswith(b"\n") or colons.endswith(b"\n"):
-        return False
-    return not head.startswith(b":") and head.rfind(b"\n:") < 0
+    # Each line reduced to its colons: a line without one, empty or not,
+    # leaves two line breaks side by side (or one at either end).
+    colons = body.translate(None, _ALL_BUT_COLON_AND_LINE_BREAK)
+    if body.endswith(_END) and colons.find(_END) == len(colons) - 2:
+        # The usual event, with no body of its own: its one empty line is its
+        # last, known without the slow search for the first "\n\n".
+        head, rest = body, b""
+        if colons.startswith(b"\n") and not body.startswith(b"\n"):
+            return None  # a first line without a colon
+    else:
+        head, _, rest = body.partition(_END)
+        # `head` ends before the first empty line, so only its ends can be empty lines.
+        head = head.strip(b"\n")
+        colons = head.translate(None, _ALL_BUT_COLON_AND_LINE_BREAK)
+        if b"\n\n" in colons or colons.startswith(b"\n") or colons.endswith(b"\n"):
+            return None
+    if head.startswith(b":") or head.rfind(b"\n:") >= 0:
+        return None  # a line without a name
+    return head, rest
 
 
 def _plain_value(value: str) -> str:
