@@ -9,10 +9,10 @@ from tests.conftest import CAPTURES
 from textback.core.asterisk import is_noise
 from textback.pbx.ami_proto import (
     MAX_FRAME_BYTES,
-    SKIPPED,
     AmiFramer,
     AmiMessage,
     FrameProblem,
+    SkippedFrames,
     epoch_of_uniqueid,
 )
 
@@ -147,7 +147,7 @@ def test_uniqueid_epoch() -> None:
 
 
 class TestSkip:
-    """A framer with a ``skip`` test hands flagged frames over as ``SKIPPED``, unparsed."""
+    """A framer with a ``skip`` test hands flagged frames over unparsed, a run as one count."""
 
     VARSET = (
         b"Event: VarSet\r\nPrivilege: dialplan,all\r\nUniqueid: 1.1\r\n"
@@ -163,22 +163,26 @@ class TestSkip:
             return bool(is_noise(raw))
 
         hangup = b"Event: Hangup\r\nUniqueid: 1.1\r\nCause: 16\r\n\r\n"
-        messages, problems = AmiFramer(skip).receive_data(self.VARSET + hangup + self.VMSTATUS)
+        data = self.VARSET * 3 + hangup + self.VMSTATUS + self.VARSET
+        messages, problems = AmiFramer(skip).receive_data(data)
         assert problems == []
-        assert messages[0] is SKIPPED
+        assert len(messages) == 4
+        assert isinstance(messages[0], SkippedFrames)
+        assert messages[0].count == 3
+        assert dict(messages[0]) == {}
         assert messages[1]["Event"] == "Hangup"
         assert messages[2]["Variable"] == "VMSTATUS"
-        assert len(seen) == 3
+        assert isinstance(messages[3], SkippedFrames)
+        assert messages[3].count == 1
+        assert len(seen) == 6
         assert seen[0].startswith(b"Event: VarSet")
 
     def test_split_reads_still_skip(self) -> None:
         framer = AmiFramer(is_noise)
-        out = [
-            m
-            for i in range(len(self.VARSET))
-            for m in framer.receive_data(self.VARSET[i : i + 1])[0]
-        ]
-        assert out == [SKIPPED]
+        data = self.VARSET * 2
+        out = [m for i in range(len(data)) for m in framer.receive_data(data[i : i + 1])[0]]
+        assert [m.count for m in out if isinstance(m, SkippedFrames)] == [1, 1]
+        assert len(out) == 2
 
 
 class TestIsNoise:

@@ -46,7 +46,7 @@ from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
 from textback.metrics import Health, Metrics, start_metrics_server
 from textback.notify import MissedCallNotice, StaffNotifier
-from textback.pbx.ami_proto import SKIPPED
+from textback.pbx.ami_proto import SkippedFrames
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
 from textback.sdnotify import SystemdNotifier
@@ -548,8 +548,10 @@ class Daemon:
         notices: list[CallNotice] = []
         fed = 0
         while True:
-            fed += 1
-            if message is not SKIPPED:
+            if isinstance(message, SkippedFrames):
+                fed += message.count
+            else:
+                fed += 1
                 try:
                     verdicts += correlator.feed(message, self.clock())
                 except Exception:  # one bad event must not stop the daemon

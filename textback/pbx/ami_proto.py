@@ -9,10 +9,8 @@ across TCP reads survives. Repeated ``*ChanVariable`` lines (manager.conf
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Final
 
 AmiMessage = Mapping[str, str]
 
@@ -26,9 +24,29 @@ MAX_FRAME_BYTES = 256 * 1024
 _PLAIN_KEYS: set[str] = set()
 _CHANVAR_KEYS: set[str] = set()
 _KNOWN_KEYS_MAX = 4096
-# Stands in for a frame the framer's ``skip`` test dropped unparsed: the
-# consumer counts it as handled and reads nothing from it.
-SKIPPED: Final[AmiMessage] = MappingProxyType({})
+
+
+class SkippedFrames(Mapping[str, str]):
+    """Stands in for ``count`` frames in a row that the framer's ``skip`` test dropped
+    unparsed: an empty message the consumer counts as handled and reads nothing from.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __getitem__(self, key: str) -> str:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return f"SkippedFrames({self.count})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +116,10 @@ def parse_message(text: str) -> _Parsed:
 class AmiFramer:
     """Incremental AMI reader. Feed it any chunking, a byte at a time included.
 
-    ``skip`` sees each raw frame first; a frame it flags becomes ``SKIPPED``
-    without being decoded or parsed (most events on a busy PBX change nothing
-    the consumer judges by, and parsing them is most of the cost).
+    ``skip`` sees each raw frame first; frames it flags are not decoded or
+    parsed, and each run of them becomes one :class:`SkippedFrames` in the
+    output (most events on a busy PBX change nothing the consumer judges by,
+    and parsing them was most of the cost).
     """
 
     def __init__(self, skip: Callable[[bytes | bytearray], bool] | None = None) -> None:
@@ -129,7 +148,11 @@ class AmiFramer:
             raw = buffer[start:frame_end]
             start = scan = next_start
             if skip is not None and skip(raw):
-                messages.append(SKIPPED)
+                last = messages[-1] if messages else None
+                if isinstance(last, SkippedFrames):
+                    last.count += 1
+                else:
+                    messages.append(SkippedFrames(1))
             elif raw.strip():
                 self._decode_frame(raw, messages, problems)
         del buffer[:start]

@@ -41,7 +41,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 from textback.errors import PbxError
-from textback.pbx.ami_proto import SKIPPED, AmiFramer, AmiMessage
+from textback.pbx.ami_proto import AmiFramer, AmiMessage, SkippedFrames
 from textback.pbx.link import LinkKeeper, LinkLost, Outcome, describe_error
 
 log = structlog.get_logger(__name__)
@@ -182,7 +182,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hi
             self._route(message)
 
     def _route(self, message: AmiMessage) -> None:
-        if message is SKIPPED:
+        if isinstance(message, SkippedFrames):
             self._link.event(message)
             return
         action_id = message.get("ActionID")
@@ -231,7 +231,7 @@ class AmiSource:
         rng: random.Random | None = None,
         skip: Callable[[bytes | bytearray], bool] | None = None,
     ) -> None:
-        """``skip``: frames the consumer never needs, delivered as ``SKIPPED`` unparsed."""
+        """``skip``: frames the consumer never needs, delivered unparsed as ``SkippedFrames``."""
         self._settings = settings
         self._skip = skip
         self._keeper: LinkKeeper[AmiMessage, SourceItem] = LinkKeeper(
