@@ -140,6 +140,36 @@ class TestEventStream:
         assert "14155550199" not in repr(logs)
         assert source.logins == 1
 
+    async def test_unreadable_events_warned_odd_values_read_as_written(self) -> None:
+        """A line without a name or JSON nested past the stack is a warning; bad escapes
+        are read as written (never raised into the consumer); the link stays up."""
+        before, after = head(capture(SMALL), 8), head(capture(PLAIN), 10)
+
+        def frame(kind: str, body: bytes) -> bytes:
+            return b"Content-Length: %d\nContent-Type: text/event-%b\n\n%b" % (
+                len(body),
+                kind.encode(),
+                body,
+            )
+
+        no_name = frame("plain", b"Event-Name: CHANNEL_PROGRESS\nno colon here\n\n")
+        deep = b"[" * 5000 + b"]" * 5000
+        nested = frame("json", b'{"Event-Name": "CHANNEL_PROGRESS", "a": ' + deep + b"}")
+        odd = frame("plain", b"Event-Name: CHANNEL_PROGRESS\nUnique-ID: %zz%E9%\n\n")
+        expected = framed_events([before, after])
+        async with EslSimulator([before, no_name, nested, odd, after]) as sim:
+            source = EslSource(settings(sim.port))
+            with capture_logs() as logs:
+                async with running(source):
+                    got = await events(source, len(expected) + 1)
+
+        odd_event = got[len(framed_events([before]))]
+        assert odd_event["Unique-ID"] == "%zz\ufffd%"
+        assert _dicts(expected) == _dicts([m for m in got if m is not odd_event])
+        problems = _named(logs, "esl_frame_problem")
+        assert [p["reason"] for p in problems] == ["event frame without a readable event"] * 2
+        assert source.logins == 1
+
     async def test_next_item_cancel_safe(self) -> None:
         """Cancelling a waiting next_item loses nothing."""
         async with EslSimulator([capture(SMALL)]) as sim:
