@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import textback
-from textback.core.policy import History
+from textback.core.policy import History, PolicySettings
 from textback.errors import StoreError
 from textback.outbox import OPT_OUT_CONFIRMATION, Outbox, OutboxRow
 from textback.store import Store, SyncStore, open_store
@@ -213,6 +213,17 @@ class TestClaim:
         newer = new_row(outbox, "newer", ended=T0 - 10)
         assert [r.id for r in outbox.claim_due(T0 + 20, limit=10)] == [older, other]
         assert [r.id for r in outbox.claim_due(T0 + 20, limit=10)] == [newer]
+
+    def test_claim_to_send_claims_marks_and_keeps_within_the_caps(self, outbox: Outbox) -> None:
+        """The dispatcher's claim: no more than the caps allow, each row marked dispatched."""
+        caps = PolicySettings(max_per_hour=3, max_per_day=100)
+        ids = [new_row(outbox, f"c{n}", to=f"+1415555010{n}", ended=T0 + n) for n in range(5)]
+        rows, cap = outbox.claim_to_send(T0 + 10, 8, caps)
+        assert (cap, [r.id for r in rows]) == (None, ids[:3])
+        assert all(row(outbox, i).dispatched_at == T0 + 10 for i in ids[:3])
+        assert all(r.dispatched_at == T0 + 10 for r in rows)
+        assert outbox.claim_to_send(T0 + 11, 8, caps) == ([], "max_per_hour")
+        assert row(outbox, ids[3]).state == "pending"
 
     def test_dispatch_marks_many_in_one_go(self, outbox: Outbox) -> None:
         """Only rows still sending and not yet dispatched are marked (and so may be sent)."""

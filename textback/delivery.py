@@ -30,7 +30,7 @@ from typing import Final, Literal
 from textback.callview import CallNumbers
 from textback.config import Config
 from textback.core.backoff import retry_delay
-from textback.core.policy import History, cap_reached, cap_room, decide
+from textback.core.policy import History, decide
 from textback.core.templates import choose, render
 from textback.core.verdict import CallNotice, CallVerdict, Reason, Verdict
 from textback.core.window import schedule
@@ -56,6 +56,8 @@ log = get_logger(__name__)
 IDLE_WAIT: Final = 60.0
 # How often to look again while a cap is reached.
 CAP_RECHECK: Final = 60.0
+# How often the outbox depth is counted while texts keep going out.
+GAUGE_EVERY: Final = 1.0
 # How often stale texts are ended (claim_due never hands one out in between).
 EXPIRE_EVERY: Final = 5.0
 
@@ -93,6 +95,7 @@ class Delivery:
         # back by an outage leave in call order, none overtaking another.
         self._flowing = True
         self._expire_at = 0.0  # when to next look for stale texts
+        self._gauged_at = 0.0  # monotonic time of the last depth count
         self._paused: str | None = None  # why sending stopped (config error), until restart
         self._cap_logged: str | None = None
         self._stopping = False  # stop(): leave run() after the send in flight
@@ -293,7 +296,10 @@ class Delivery:
             self.wake.clear()
             try:
                 delay = await self._step()
-                await self._gauge_depth()
+                # Counted when the dispatcher rests, and once a second while it is busy.
+                if delay is not None or time.monotonic() - self._gauged_at >= GAUGE_EVERY:
+                    self._gauged_at = time.monotonic()
+                    await self._gauge_depth()
             except StoreError as exc:
                 # A row mid-send stays `sending`: never re-claimed, settled at stop or start.
                 delay = self._outage.failed(exc)
@@ -320,8 +326,9 @@ class Delivery:
             return IDLE_WAIT
         if now < self._hold_until:
             return self._hold_until - now
-        volume = await outbox.history("", now)
-        cap = cap_reached(volume, self.config.policy)
+        width = max_in_flight(self.gateway) if self._flowing else 1
+        # One transaction: the caps read, the claim (opt-outs checked) and the dispatch mark.
+        rows, cap = await outbox.claim_to_send(now, width, self.config.policy)
         if cap is not None:
             if self._cap_logged != cap:
                 log.error(
@@ -333,20 +340,13 @@ class Delivery:
                 self._cap_logged = cap
             return CAP_RECHECK
         self._cap_logged = None
-        width = max_in_flight(self.gateway) if self._flowing else 1
-        rows = await outbox.claim_due(now, limit=min(width, cap_room(volume, self.config.policy)))
         if not rows:
             due = await outbox.next_due()
             return IDLE_WAIT if due is None else max(0.0, min(IDLE_WAIT, due - now))
-        # Opt-outs were checked by claim_due in the same transaction as the claim.
-        go = await outbox.mark_dispatched_all([row.id for row in rows], self.clock())
-        for row in rows:
-            if row.id not in go:
-                log.warning("text_settled_elsewhere", outbox_id=row.id)
         sent: list[tuple[OutboxRow, SendReceipt]] = []
         try:
             outcomes = await asyncio.gather(
-                *(self._send(row, sent) for row in rows if row.id in go), return_exceptions=True
+                *(self._send(row, sent) for row in rows), return_exceptions=True
             )
         finally:
             # Also when stopped mid-batch: what went out is recorded as sent.

@@ -28,12 +28,12 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TypedDict
 
-from textback.core.policy import History
+from textback.core.policy import History, PolicySettings, cap_reached, cap_room
 from textback.sqltx import as_store_error, immediate
 
 # The template of the single text that confirms an opt-out (sent after it).
@@ -286,6 +286,22 @@ class Outbox:
             ).fetchall()
         # RETURNING gives no order.
         return sorted(map(_row, rows), key=lambda r: (r.created_at, r.id))
+
+    def claim_to_send(
+        self, now: float, most: int, caps: PolicySettings
+    ) -> tuple[list[OutboxRow], str | None]:
+        """The dispatcher's claim: up to ``most`` due texts the global caps still allow,
+        claimed (:meth:`claim_due`) and marked dispatched in one transaction, as it
+        sends them at once. With a cap reached, nothing and the cap's name.
+        """
+        with self._errors("write to"), self._transaction():
+            volume = self.history("", now)
+            cap = cap_reached(volume, caps)
+            if cap is not None:
+                return [], cap
+            rows = self.claim_due(now, min(most, cap_room(volume, caps)))
+            marked = self.mark_dispatched_all([row.id for row in rows], now)
+        return [replace(row, dispatched_at=now) for row in rows if row.id in marked], None
 
     def mark_dispatched(self, row_id: int, now: float) -> bool:
         """Note that the request is about to go out; call just before sending.
@@ -592,7 +608,9 @@ class Outbox:
         return self._db.live()
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn())
+        conn = self._conn()
+        # Inside another method's transaction, join it: one commit for the whole.
+        return nullcontext(conn) if conn.in_transaction else immediate(conn)
 
     def _errors(self, doing: str) -> AbstractContextManager[None]:
         return as_store_error(doing, "the outbox", self._db.path)

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Final, Literal, Self, TypeVar, cast
 
 from textback.core.keywords import Intent
-from textback.core.policy import History
+from textback.core.policy import History, PolicySettings
 from textback.core.verdict import CallVerdict, Reason, Verdict
 from textback.errors import StoreError
 from textback.inbox_store import ConversationSummary, Dashboard, Inbox, Thread, migrate_3_inbox
@@ -571,6 +571,13 @@ class AsyncOutbox:
 
     async def claim_due(self, now: float, limit: int = 10) -> list[OutboxRow]:
         return await self._worker.run(functools.partial(self._outbox.claim_due, now, limit))
+
+    async def claim_to_send(
+        self, now: float, most: int, caps: PolicySettings
+    ) -> tuple[list[OutboxRow], str | None]:
+        return await self._worker.run(
+            functools.partial(self._outbox.claim_to_send, now, most, caps)
+        )
 
     async def mark_dispatched(self, row_id: int, now: float) -> bool:
         return await self._worker.run(functools.partial(self._outbox.mark_dispatched, row_id, now))
