@@ -109,12 +109,14 @@ async def run(calls: int, spread: float, directory: Path) -> list[float]:
                     while pbx.logins == 0:  # noqa: ASYNC110 - a counter, no event to wait on
                         await asyncio.sleep(0.01)
                 await asyncio.sleep(0.5)  # its resync after login
+                # Cut before the clock starts: this process must keep up with the burst.
+                frames = [pbx.frames_of(burst) for burst in bursts]
                 start = time.perf_counter()
-                for i, burst in enumerate(bursts):
+                for i, burst_frames in enumerate(frames):
                     delay = start + i * spread / calls - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                    pbx.feed(burst)
+                    pbx.feed_frames(burst_frames)
                 async with asyncio.timeout(120):
                     await all_in.wait()
             finally:

@@ -196,7 +196,17 @@ class ReplayServer(abc.ABC, Generic[OptionsT, FrameT, ClientT]):
 
     def feed(self, capture: bytes) -> None:
         """Append a capture (or raw bytes) to the stream."""
-        self._frames.extend(self._split(capture))
+        self.feed_frames(self.frames_of(capture))
+
+    def frames_of(self, capture: bytes) -> list[FrameT]:
+        """A capture cut into this server's frames, to feed later with :meth:`feed_frames`
+        (cutting is the slow part: a timed feed should not pay for it).
+        """
+        return self._split(capture)
+
+    def feed_frames(self, frames: Sequence[FrameT]) -> None:
+        """Append frames made by :meth:`frames_of` to the stream."""
+        self._frames.extend(frames)
         self.streamed.clear()
         self._more.set()
 
