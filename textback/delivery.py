@@ -24,7 +24,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from textback.callview import CallNumbers
@@ -46,7 +46,7 @@ from textback.gateways.base import (
 from textback.log import get_logger
 from textback.metrics import ADAPTER_BUG, Metrics, TextState
 from textback.numbers import mask, national, number_facts, time_zones, to_e164
-from textback.outbox import NewText, OutboxRow
+from textback.outbox import NewText, Outbox, OutboxRow
 from textback.store import Store
 from textback.storeoutage import StoreOutage
 
@@ -60,6 +60,23 @@ CAP_RECHECK: Final = 60.0
 GAUGE_EVERY: Final = 1.0
 # How often stale texts are ended (claim_due never hands one out in between).
 EXPIRE_EVERY: Final = 5.0
+
+
+# Why a text is cancelled when the caller reached us after all.
+RECOVERED: Final = "recovered"
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What intake wrote for one verdict, in the database thread (see ``Delivery.take``)."""
+
+    verdict: CallVerdict
+    text: NewText | None = None  # a missed call: the row it asked for
+    template: str = ""  # that row's template, as its TOML path
+    row_id: int | None = None  # None: the call already had a row
+    to: str | None = None  # an answered call: the caller, whose pending texts ...
+    cancelled: list[int] = field(default_factory=list)  # ... these were cancelled
+    error: Exception | None = None  # a bug met while planning the call's text
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,59 +129,79 @@ class Delivery:
         return (await self.on_verdicts([verdict]))[0]
 
     async def on_verdicts(self, verdicts: Sequence[CallVerdict]) -> list[Queued | None]:
-        """Intake for verdicts in call order; what became of each missed call's text.
+        """Intake for verdicts in call order, in one transaction; what became of each
+        missed call's text (None for the others)."""
+        now = self.clock()
+        taken = await self.store.write(lambda store: self.take(store.outbox, verdicts, now))
+        return await self.settle(taken, now)
 
-        The texts of consecutive missed calls are queued together: one read of
-        their histories, one write. A caller twice in a row starts a new group,
-        so the cooldown sees the first text; an answered call cancels in turn.
+    def take(self, outbox: Outbox, verdicts: Sequence[CallVerdict], now: float) -> list[Taken]:
+        """Intake's writes, for the database thread inside the caller's transaction.
+
+        In call order: each missed call's row (its history read after the rows
+        before it, so a caller twice in a burst meets the cooldown), each
+        answered call's cancels. Pair with :meth:`settle` back on the loop.
         """
-        results: list[Queued | None] = []
-        group: list[tuple[CallVerdict, CallNumbers]] = []
+        taken: list[Taken] = []
         for verdict in verdicts:
-            if verdict.verdict is Verdict.MISSED:
-                numbers = CallNumbers.of(verdict, self.config.trunks)
-                caller = numbers.caller_e164
-                if caller is not None and any(n.caller_e164 == caller for _, n in group):
-                    results += await self._accept(group)
-                    group = []
-                group.append((verdict, numbers))
-                continue
-            results += await self._accept(group)
-            group = []
-            if verdict.verdict is Verdict.ANSWERED:
-                await self._recovered(verdict.caller_raw, verdict.trunk, "answered call")
-            results.append(None)
-        results += await self._accept(group)
+            try:
+                taken.append(self._take_one(outbox, verdict, now))
+            except StoreError:
+                raise  # the whole transaction is retried
+            except Exception as exc:  # noqa: BLE001  # settle() logs it, with its traceback
+                taken.append(Taken(verdict, error=exc))  # one call's bug must not cost others
+        return taken
+
+    def _take_one(self, outbox: Outbox, verdict: CallVerdict, now: float) -> Taken:
+        if verdict.verdict is Verdict.MISSED:
+            numbers = CallNumbers.of(verdict, self.config.trunks)
+            e164 = numbers.caller_e164
+            history = outbox.history(e164, now) if e164 is not None else History()
+            text, template = self._plan(verdict, numbers, history, now)
+            return Taken(verdict, text=text, template=template, row_id=outbox.accept(**text))
+        if verdict.verdict is Verdict.ANSWERED:
+            e164 = to_e164(verdict.caller_raw, self._region(verdict.trunk))
+            if e164 is not None:
+                cancelled = outbox.cancel_pending(e164, RECOVERED, now)
+                return Taken(verdict, to=e164, cancelled=cancelled)
+        return Taken(verdict)
+
+    async def settle(self, taken: Sequence[Taken], now: float) -> list[Queued | None]:
+        """Log, count and wake the dispatcher for what :meth:`take` wrote."""
+        results: list[Queued | None] = []
+        for one in taken:
+            verdict = one.verdict
+            if one.error is not None:
+                log.error(
+                    "text_not_queued",
+                    call_id=verdict.call_id,
+                    exc_info=one.error,
+                    hint="a bug: the call is logged, its text is not; please report it",
+                )
+                results.append(None)
+            elif one.text is not None:
+                results.append(self._queued(verdict, one.text, one.template, one.row_id, now))
+            else:
+                self._cancelled(one.to, one.cancelled, "answered call")
+                results.append(None)
+        if any(one.cancelled for one in taken):
+            await self._gauge_depth()
         return results
 
     async def on_notice(self, notice: CallNotice) -> None:
         what = "answered call" if notice.kind == "answered" else "call back from our phone"
-        await self._recovered(notice.number, notice.trunk, what)
-
-    async def _recovered(self, number: str, trunk: str | None, what: str) -> None:
-        e164 = to_e164(number, self._region(trunk))
+        e164 = to_e164(notice.number, self._region(notice.trunk))
         if e164 is None:
             return
-        cancelled = await self.store.outbox.cancel_pending(e164, "recovered", self.clock())
-        for row_id in cancelled:
-            log.info("text_cancelled", outbox_id=row_id, to=e164, reason="recovered", by=what)
-        self._count("cancelled", len(cancelled))
+        cancelled = await self.store.outbox.cancel_pending(e164, RECOVERED, self.clock())
+        self._cancelled(e164, cancelled, what)
         if cancelled:
             await self._gauge_depth()
 
-    async def _accept(self, group: Sequence[tuple[CallVerdict, CallNumbers]]) -> list[Queued]:
-        """Queue or suppress the text of each missed call in ``group`` (distinct callers)."""
-        if not group:
-            return []
-        outbox = self.store.outbox
-        now = self.clock()
-        histories = await outbox.histories([n.caller_e164 for _, n in group], now)
-        plans = [self._plan(v, n, h, now) for (v, n), h in zip(group, histories, strict=True)]
-        row_ids = await outbox.accept_all([text for text, _ in plans])
-        return [
-            self._queued(verdict, text, template, row_id, now)
-            for (verdict, _), (text, template), row_id in zip(group, plans, row_ids, strict=True)
-        ]
+    def _cancelled(self, e164: str | None, row_ids: Sequence[int], by: str) -> None:
+        for row_id in row_ids:
+            log.info("text_cancelled", outbox_id=row_id, to=e164, reason=RECOVERED, by=by)
+        self._count("cancelled", len(row_ids))
 
     def _plan(
         self, verdict: CallVerdict, numbers: CallNumbers, history: History, now: float

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TypedDict
@@ -170,11 +170,6 @@ class Outbox:
         self._db = db
 
     # -- intake ---------------------------------------------------------------------
-
-    def accept_all(self, texts: Sequence[NewText]) -> list[int | None]:
-        """:meth:`accept` for several texts in one transaction: their ids (None: had one)."""
-        with self._errors("write to"), self._transaction():
-            return [self.accept(**text) for text in texts]
 
     def accept(
         self,
@@ -453,10 +448,6 @@ class Outbox:
 
     # -- what the policy needs ------------------------------------------------------
 
-    def histories(self, numbers: Sequence[str | None], now: float) -> list[History]:
-        """:meth:`history` of each number (an empty one for None), in one read."""
-        return [History() if n is None else self.history(n, now) for n in numbers]
-
     def history(self, to_e164: str, now: float) -> History:
         """What the policy needs about ``to_e164``, and the volume of the last hour and day.
 
@@ -608,9 +599,7 @@ class Outbox:
         return self._db.live()
 
     def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
-        conn = self._conn()
-        # Inside another method's transaction, join it: one commit for the whole.
-        return nullcontext(conn) if conn.in_transaction else immediate(conn)
+        return immediate(self._conn())
 
     def _errors(self, doing: str) -> AbstractContextManager[None]:
         return as_store_error(doing, "the outbox", self._db.path)

@@ -40,7 +40,7 @@ from textback.conversations import Conversations
 from textback.core.asterisk import AmiCorrelator, is_noise
 from textback.core.freeswitch import FsCorrelator
 from textback.core.verdict import CallNotice, CallVerdict, Verdict
-from textback.delivery import Delivery
+from textback.delivery import Delivery, Taken
 from textback.errors import ConfigError, StoreError
 from textback.gateways.base import AmiAction, GatewayContext
 from textback.log import get_logger
@@ -50,7 +50,7 @@ from textback.pbx.ami_proto import SkippedFrames
 from textback.pbx.ami_source import AmiEvent, AmiLinkDown, AmiResync, AmiSettings, AmiSource
 from textback.pbx.esl_source import EslEvent, EslLinkDown, EslResync, EslSettings, EslSource
 from textback.sdnotify import SystemdNotifier
-from textback.store import Store
+from textback.store import Store, SyncStore
 from textback.storeoutage import StoreOutage
 from textback.web.app import WebDeps, start_web
 
@@ -634,15 +634,22 @@ class Daemon:
             await self._progress.wait_for(lambda: self.events_handled >= count)
 
     async def _record(self, verdicts: list[CallVerdict]) -> None:
-        """Log the calls (one write), then queue their texts; safe to run again."""
+        """Log the calls and queue their texts (one write); safe to run again."""
         assert self.store is not None
         assert self.delivery is not None
         trunks = self.config.trunks
+        delivery = self.delivery
         numbers = [CallNumbers.of(v, trunks) for v in verdicts]
-        await self.store.calls.record_all(
-            [(v, n.caller_e164, n.did_e164) for v, n in zip(verdicts, numbers, strict=True)],
-            now=self.clock(),
-        )
+        calls = [(v, n.caller_e164, n.did_e164) for v, n in zip(verdicts, numbers, strict=True)]
+        now = self.clock()
+
+        def log_and_queue(store: SyncStore) -> list[Taken]:
+            store.calls.record_all(calls, now)
+            return delivery.take(store.outbox, verdicts, now)
+
+        # One transaction: a call is never logged without its text queued, and a
+        # burst of calls costs one commit.
+        taken = await self.store.write(log_and_queue)
         records = [verdict_record(v, trunks) for v in verdicts]
         for verdict, record in zip(verdicts, records, strict=True):
             self.metrics.call_judged(verdict.pbx, verdict.verdict, verdict.reason)
@@ -651,7 +658,7 @@ class Daemon:
                 log.warning("call_judged", **fields, note=verdict.note)
             else:
                 log.info("call_judged", **fields)
-        await self.delivery.on_verdicts(verdicts)
+        await delivery.settle(taken, now)
         for verdict, number, record in zip(verdicts, numbers, records, strict=True):
             if self.notifier is not None and verdict.verdict is Verdict.MISSED:
                 await self._notify_missed(verdict, number, record)

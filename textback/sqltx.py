@@ -15,8 +15,13 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction that takes the write lock up front.
 
     IMMEDIATE, so a CLI writing beside the daemon waits (busy_timeout) instead of
-    failing mid-transaction.
+    failing mid-transaction. Inside another transaction it joins that one: a
+    caller can make several writes one commit (all or nothing).
     """
+    joining = conn.in_transaction
+    if joining:
+        yield conn
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn

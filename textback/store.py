@@ -32,7 +32,7 @@ from textback.core.policy import History, PolicySettings
 from textback.core.verdict import CallVerdict, Reason, Verdict
 from textback.errors import StoreError
 from textback.inbox_store import ConversationSummary, Dashboard, Inbox, Thread, migrate_3_inbox
-from textback.outbox import NewText, Outbox, OutboxRow, migrate_2_outbox
+from textback.outbox import Outbox, OutboxRow, migrate_2_outbox
 from textback.sqltx import as_store_error, immediate
 
 _T = TypeVar("_T")
@@ -402,6 +402,11 @@ class SyncStore:
     def path(self) -> Path:
         return self._db.path
 
+    def write(self, job: Callable[[SyncStore], _T]) -> _T:
+        """Run ``job`` in one write transaction: every write it makes, or none, one commit."""
+        with as_store_error("write to", "the database", self.path), immediate(self._db.live()):
+            return job(self)
+
     def writable(self) -> bool:
         """Take the write lock and let it go: True when a write could start now."""
         conn = self._db.live()
@@ -500,10 +505,6 @@ class AsyncCallLog:
                 self._log.record, verdict, caller_e164=caller_e164, did_e164=did_e164, now=now
             )
         )
-
-    async def record_all(self, calls: Sequence[LoggedCall], now: float) -> list[bool]:
-        """See :meth:`CallLog.record_all`."""
-        return await self._worker.run(functools.partial(self._log.record_all, calls, now))
 
     async def recent(self, limit: int = 50) -> list[dict[str, object]]:
         """See :meth:`CallLog.recent`."""
@@ -643,12 +644,6 @@ class AsyncOutbox:
 
         return await self._worker.run(count)
 
-    async def histories(self, numbers: Sequence[str | None], now: float) -> list[History]:
-        return await self._worker.run(functools.partial(self._outbox.histories, numbers, now))
-
-    async def accept_all(self, texts: Sequence[NewText]) -> list[int | None]:
-        return await self._worker.run(functools.partial(self._outbox.accept_all, texts))
-
     async def history(self, to_e164: str, now: float) -> History:
         return await self._worker.run(functools.partial(self._outbox.history, to_e164, now))
 
@@ -774,6 +769,12 @@ class Store:
     @property
     def path(self) -> Path:
         return self._worker.store.path
+
+    async def write(self, job: Callable[[SyncStore], _T]) -> _T:
+        """Run ``job`` on the database thread in one write transaction (see
+        :meth:`SyncStore.write`): a burst of calls is logged and queued in one commit.
+        """
+        return await self._worker.run(functools.partial(self._worker.store.write, job))
 
     async def writable(self) -> bool:
         """Whether a write transaction can start now (for /healthz); never raises."""
