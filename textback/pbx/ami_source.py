@@ -32,7 +32,7 @@ import asyncio
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -135,26 +135,26 @@ class _Link:
 
     forgetable_actions = _FORGETABLE
 
-    def __init__(self, on_event: Callable[[AmiMessage], None]) -> None:
+    def __init__(self, on_events: Callable[[Sequence[AmiMessage]], None]) -> None:
         # panoramisk appends unanswered actions here for re-sending; we never
         # re-send (every action we use is forgetable), so it stays empty.
         self.awaiting_actions: deque[object] = deque()
         self.lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._on_event = on_event
+        self._on_events = on_events
 
     def connection_lost(self, exc: object) -> None:
         self.mark_lost(_describe_loss(exc))
 
     def dispatch(self, message: Any) -> None:
-        self._on_event(_as_dict(message))
+        self._on_events((_as_dict(message),))
 
     def mark_lost(self, reason: str) -> None:
         """Record why the session ended; the first reason wins."""
         if not self.lost.done():
             self.lost.set_result(reason)
 
-    def event(self, message: AmiMessage) -> None:
-        self._on_event(message)
+    def events(self, messages: Sequence[AmiMessage]) -> None:
+        self._on_events(messages)
 
 
 class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hints
@@ -178,13 +178,26 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hi
         messages, problems = self._framer.receive_data(data)
         for problem in problems:
             log.warning("ami_frame_problem", reason=problem.reason, excerpt=problem.excerpt)
+        # A read's events go to the consumer together, in wire order.
+        events: list[AmiMessage] = []
+        shutdown = None
         for message in messages:
-            self._route(message)
+            shutdown = self._route(message, events)
+            if shutdown is not None:
+                break
+        if events:
+            self._link.events(events)
+        if shutdown is not None:
+            # Asterisk is going away; do not wait for TCP to notice.
+            self.abort(shutdown)
 
-    def _route(self, message: AmiMessage) -> None:
+    def _route(self, message: AmiMessage, events: list[AmiMessage]) -> str | None:
+        """Send a reply to panoramisk or add an event to ``events``; why the PBX is
+        going away when the event says it is, else None.
+        """
         if isinstance(message, SkippedFrames):
-            self._link.event(message)
-            return
+            events.append(message)
+            return None
         action_id = message.get("ActionID")
         if action_id is not None:
             # Replies (and list items) to our actions go to panoramisk; late
@@ -196,14 +209,15 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hi
                 self.handle_message(reply)
             else:
                 log.debug("ami_late_reply_dropped", action_id=action_id)
-            return
-        if "Event" not in message:
+            return None
+        name = message.get("Event")
+        if name is None:
             log.debug("ami_unsolicited_response_dropped", response=message.get("Response"))
-            return
-        self._link.event(message)
-        if message["Event"] == "Shutdown":
-            # Asterisk is going away; do not wait for TCP to notice.
-            self.abort(f"PBX shut down (Shutdown: {message.get('Shutdown', '?')})")
+            return None
+        events.append(message)
+        if name == "Shutdown":
+            return f"PBX shut down (Shutdown: {message.get('Shutdown', '?')})"
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         # panoramisk only tells its factory if it did not close the socket itself.
@@ -322,7 +336,7 @@ class AmiSource:
 
     async def _session(self) -> tuple[Outcome, str]:
         s = self._settings
-        link = _Link(self._keeper.deliver)
+        link = _Link(self._keeper.deliver_all)
         self._keeper.hold()
         try:
             async with asyncio.timeout(s.connect_timeout):
