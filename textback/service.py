@@ -548,7 +548,7 @@ class Daemon:
         notices: list[CallNotice] = []
         fed = 0
         while True:
-            if isinstance(message, SkippedFrames):
+            if type(message) is SkippedFrames:
                 fed += message.count
             else:
                 fed += 1

@@ -29,6 +29,9 @@ _KNOWN_KEYS_MAX = 4096
 class SkippedFrames(Mapping[str, str]):
     """Stands in for ``count`` frames in a row that the framer's ``skip`` test dropped
     unparsed: an empty message the consumer counts as handled and reads nothing from.
+
+    Test for it with ``type(m) is SkippedFrames``: ``isinstance`` against a Mapping
+    subclass goes through the ABC machinery, a cost on every event.
     """
 
     __slots__ = ("count",)
@@ -149,7 +152,7 @@ class AmiFramer:
             start = scan = next_start
             if skip is not None and skip(raw):
                 last = messages[-1] if messages else None
-                if isinstance(last, SkippedFrames):
+                if type(last) is SkippedFrames:
                     last.count += 1
                 else:
                     messages.append(SkippedFrames(1))

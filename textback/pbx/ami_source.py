@@ -195,7 +195,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]  # panoramisk has no type hi
         """Send a reply to panoramisk or add an event to ``events``; why the PBX is
         going away when the event says it is, else None.
         """
-        if isinstance(message, SkippedFrames):
+        if type(message) is SkippedFrames:
             events.append(message)
             return None
         action_id = message.get("ActionID")
