@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import CAPTURES
-from textback.core.asterisk import is_noise
+from textback.core.asterisk import AmiCorrelator, CorrelatorSettings, is_noise
+from textback.core.trunks import TrunkMap
 from textback.pbx.ami_proto import (
     MAX_FRAME_BYTES,
     AmiFramer,
@@ -214,3 +215,33 @@ class TestIsNoise:
         assert not is_noise(b"Event: VarSet\r\nUniqueid: 1.1\r\n")  # no Variable line
         assert not is_noise(b"Event: Cdr")  # no end of line: unsure what the name is
         assert not is_noise(b"Event: Cdr\r\nActionID: 7\r\n")  # answers one of our actions
+
+
+class TestNeedless:
+    """The daemon's filter: noise, and dialplan steps that cannot matter to the settings."""
+
+    @staticmethod
+    def step(app: bytes, context: bytes, extra: bytes = b"") -> bytes:
+        return (
+            b"Event: Newexten\r\nPrivilege: dialplan,all\r\nUniqueid: 1.1\r\nContext: "
+            + context
+            + b"\r\nApplication: "
+            + app
+            + b"\r\n"
+            + extra
+        )
+
+    def test_steps_that_cannot_matter_are_skipped(self) -> None:
+        needless = AmiCorrelator(CorrelatorSettings(trunks=TrunkMap(()))).needless
+        assert needless(self.step(b"Answer", b"from-trunk"))
+        assert needless(b"Event: VarSet\r\nVariable: DIALSTATUS\r\nValue: BUSY\r\n")
+
+    def test_voicemail_and_named_contexts_are_kept(self) -> None:
+        settings = CorrelatorSettings(trunks=TrunkMap(()), closed_contexts=("app-closed*",))
+        needless = AmiCorrelator(settings).needless
+        assert not needless(self.step(b"VoiceMail", b"from-trunk"))
+        assert not needless(self.step(b"Playback", b"sub-vm"))  # a default voicemail context
+        assert not needless(self.step(b"Playback", b"app-closed-1"))
+        assert not needless(self.step(b"Answer", b"from-trunk", b"ActionID: 9\r\n"))
+        assert not needless(b"Event: Newexten\r\nUniqueid: 1.1\r\nContext: x\r\n")  # no app
+        assert not needless(b"Event: Hangup\r\nUniqueid: 1.1\r\n")

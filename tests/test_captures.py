@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -156,15 +156,30 @@ class TestFreeswitchCaptureVerdicts:
         assert records[0]["caller"] == expected.caller.split("..")[0]
 
 
+def _needless(config: Config) -> Callable[[bytes | bytearray], bool]:
+    return AmiCorrelator(config.correlator_settings()).needless
+
+
+def _is_noise(config: Config) -> Callable[[bytes | bytearray], bool]:
+    return is_noise
+
+
+# The frame filters: the pure one, and the daemon's (which knows the configured contexts).
+FILTERS = {"is_noise": _is_noise, "needless": _needless}
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
 class TestNoiseFilter:
-    """Frames ``is_noise`` drops unparsed never change a verdict."""
+    """Frames the filters drop unparsed never change a verdict, its reason or its times."""
 
     @pytest.mark.parametrize("capture", all_captures(), ids=lambda p: p.stem)
-    def test_same_verdicts_with_and_without(self, capture: Path, example_config: Config) -> None:
+    def test_same_verdicts_with_and_without(
+        self, name: str, capture: Path, example_config: Config
+    ) -> None:
         data = capture.read_bytes()
         settings = example_config.correlator_settings()
         everything, _ = AmiFramer().receive_data(data)
-        filtered, _ = AmiFramer(is_noise).receive_data(data)
+        filtered, _ = AmiFramer(FILTERS[name](example_config)).receive_data(data)
         # Skipped frames still take their place, a run of them as one count.
         assert sum(m.count if isinstance(m, SkippedFrames) else 1 for m in filtered) == len(
             everything
@@ -176,11 +191,12 @@ class TestNoiseFilter:
             verdict_record(v, example_config.trunks) for v in full
         ]
 
-    def test_most_frames_are_skipped(self) -> None:
+    def test_most_frames_are_skipped(self, name: str, example_config: Config) -> None:
         """The filter earns its place: on the captures, VarSet alone is a third of the frames."""
         total = skipped = 0
         for capture in all_captures():
-            messages, _ = AmiFramer(is_noise).receive_data(capture.read_bytes())
+            skip = FILTERS[name](example_config)
+            messages, _ = AmiFramer(skip).receive_data(capture.read_bytes())
             runs = [m.count for m in messages if isinstance(m, SkippedFrames)]
             total += len(messages) - len(runs) + sum(runs)
             skipped += sum(runs)

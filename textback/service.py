@@ -37,7 +37,7 @@ from aiohttp import web
 from textback.callview import CallNumbers, verdict_record
 from textback.config import AsteriskConfig, Config, FreeswitchConfig, load
 from textback.conversations import Conversations
-from textback.core.asterisk import AmiCorrelator, is_noise
+from textback.core.asterisk import AmiCorrelator
 from textback.core.freeswitch import FsCorrelator
 from textback.core.verdict import CallNotice, CallVerdict, Verdict
 from textback.delivery import Delivery, Taken
@@ -153,12 +153,9 @@ class Daemon:
         self.source: Source
         self.ami_action: AmiAction | None = None
         if config.asterisk is not None:
-            ami = AmiSource(ami_settings(config.asterisk), skip=is_noise)
-            self.correlator, self.source, self.ami_action = (
-                AmiCorrelator(config.correlator_settings()),
-                ami,
-                ami.action,
-            )
+            correlator = AmiCorrelator(config.correlator_settings())
+            ami = AmiSource(ami_settings(config.asterisk), skip=correlator.needless)
+            self.correlator, self.source, self.ami_action = correlator, ami, ami.action
             self.pbx_address = f"{config.asterisk.host}:{config.asterisk.port}"
         elif config.freeswitch is not None:
             self.correlator = FsCorrelator(config.freeswitch_settings())

@@ -231,6 +231,30 @@ class AmiCorrelator:
         """When :meth:`on_timer` next has work, or None."""
         return self._timers.next_deadline()
 
+    def needless(self, frame: bytes | bytearray) -> bool:
+        """Whether a raw frame can be dropped unparsed (the AMI source's ``skip``).
+
+        :func:`is_noise`, and the dialplan's steps (``Newexten``) but those
+        that run VoiceMail or enter a voicemail or closed context: every other
+        fact a step carries comes again on the channel's later events, as a
+        site that does not grant ``read = dialplan`` shows.
+        """
+        if is_noise(frame):
+            return True
+        if not frame.startswith(_NEWEXTEN_HEADS) or b"\nActionID:" in frame:
+            return False
+        application = _line_value(frame, b"Application")
+        context = _line_value(frame, b"Context")
+        if application is None or context is None or application.lower() == b"voicemail":
+            return False
+        settings = self.settings
+        voicemail, closed = _context_flags(
+            context.decode("utf-8", "replace"),
+            settings.voicemail_contexts,
+            settings.closed_contexts,
+        )
+        return not (voicemail or closed)
+
     def flush(self, now: float) -> list[CallVerdict]:
         """Decide everything now: the end of a replayed stream.
 
@@ -715,6 +739,7 @@ _NOISE_EVENTS = (
 # Their first lines, whole (CRLF or bare LF), for one startswith() in C.
 _NOISE_HEADS = tuple(b"Event: " + name + end for name in _NOISE_EVENTS for end in (b"\r\n", b"\n"))
 _VARSET_HEADS = (b"Event: VarSet\r\n", b"Event: VarSet\n")
+_NEWEXTEN_HEADS = (b"Event: Newexten\r\n", b"Event: Newexten\n")
 # The VarSet variables ``_on_varset`` reads (FROM_DID may be inherited: _ or __).
 _USED_VARIABLES = frozenset({b"VMSTATUS", b"FROM_DID", b"_FROM_DID", b"__FROM_DID"})
 
@@ -729,12 +754,18 @@ def is_noise(frame: bytes | bytearray) -> bool:
         return False  # an event that can matter, or an answer to one of our own actions
     if not frame.startswith(_VARSET_HEADS):
         return True
-    at = frame.find(b"\nVariable: ")
+    variable = _line_value(frame, b"Variable")
+    return variable is not None and variable not in _USED_VARIABLES
+
+
+def _line_value(frame: bytes | bytearray, key: bytes) -> bytes | None:
+    """The value of the first ``key: value`` line after the first line, raw; None if none."""
+    at = frame.find(b"\n" + key + b": ")
     if at < 0:
-        return False
-    end = frame.find(b"\n", at + 11)
-    line = frame[at + 11 :] if end < 0 else frame[at + 11 : end]
-    return bytes(line).rstrip(b"\r") not in _USED_VARIABLES
+        return None
+    start = at + len(key) + 3
+    end = frame.find(b"\n", start)
+    return bytes(frame[start:] if end < 0 else frame[start:end]).rstrip(b"\r")
 
 
 def _matches(value: str, patterns: Iterable[str]) -> bool:
