@@ -225,6 +225,16 @@ class TestClaim:
         assert outbox.claim_to_send(T0 + 11, 8, caps) == ([], "max_per_hour")
         assert row(outbox, ids[3]).state == "pending"
 
+    def test_history_without_volume_skips_the_counts(self, outbox: Outbox) -> None:
+        """The decision per call needs the number's own facts; the counts are the caps'."""
+        new_row(outbox, "c1")
+        outbox.claim_to_send(T0 + 10, 1, PolicySettings())
+        full = outbox.history(ALICE, T0 + 20)
+        lean = outbox.history(ALICE, T0 + 20, volume=False)
+        assert (full.sent_last_hour, full.sent_last_day) == (1, 1)
+        assert (lean.sent_last_hour, lean.sent_last_day) == (0, 0)
+        assert lean.last_text_at == full.last_text_at == T0
+
     def test_dispatch_marks_many_in_one_go(self, outbox: Outbox) -> None:
         """Only rows still sending and not yet dispatched are marked (and so may be sent)."""
         a = new_row(outbox, "a", to="+14155550101")

@@ -156,7 +156,8 @@ class Delivery:
         if verdict.verdict is Verdict.MISSED:
             numbers = CallNumbers.of(verdict, self.config.trunks)
             e164 = numbers.caller_e164
-            history = outbox.history(e164, now) if e164 is not None else History()
+            # The caps are the dispatcher's, checked at each claim: no volume here.
+            history = outbox.history(e164, now, volume=False) if e164 is not None else History()
             text, template = self._plan(verdict, numbers, history, now)
             return Taken(verdict, text=text, template=template, row_id=outbox.accept(**text))
         if verdict.verdict is Verdict.ANSWERED:

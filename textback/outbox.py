@@ -448,11 +448,13 @@ class Outbox:
 
     # -- what the policy needs ------------------------------------------------------
 
-    def history(self, to_e164: str, now: float) -> History:
+    def history(self, to_e164: str, now: float, *, volume: bool = True) -> History:
         """What the policy needs about ``to_e164``, and the volume of the last hour and day.
 
         The volume counts requests that went on the wire (``dispatched_at``),
-        whatever came of them: a failed send may still cost money.
+        whatever came of them: a failed send may still cost money. Without
+        ``volume`` it is left 0: counting grows with the day's texts, and only
+        the caps (checked at each claim) need it, not the decision per call.
         """
         with self._errors("read"):
             conn = self._conn()
@@ -466,13 +468,17 @@ class Outbox:
                 """,
                 {"to": to_e164},
             ).fetchone()
-            hour, day = conn.execute(
-                """
-                SELECT count(*) FILTER (WHERE dispatched_at > :hour), count(*)
-                FROM outbox WHERE dispatched_at > :day
-                """,
-                {"hour": now - HOUR, "day": now - DAY},
-            ).fetchone()
+            hour, day = (
+                conn.execute(
+                    """
+                    SELECT count(*) FILTER (WHERE dispatched_at > :hour), count(*)
+                    FROM outbox WHERE dispatched_at > :day
+                    """,
+                    {"hour": now - HOUR, "day": now - DAY},
+                ).fetchone()
+                if volume
+                else (0, 0)
+            )
         return History(
             opted_out=bool(opted_out),
             not_sms_capable=bool(not_capable),
