@@ -20,13 +20,13 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from textback.config import load
 from textback.core.asterisk import AmiCorrelator
 from textback.core.verdict import CallVerdict, Verdict
-from textback.esl_simulator import EslSimulator, EslSimulatorOptions
 from textback.pbx.ami_proto import AmiFramer
+from textback.replayserver import ReplayServer
 from textback.service import Daemon
 from textback.simulator import AmiSimulator, SimulatorOptions, parse_events_value, split_capture
 
@@ -289,30 +289,44 @@ async def run_daemon_through(
                 await task
 
 
-def _serve_pbx(kind: Literal["ami", "esl"], data: bytes, conn: Connection, cpu: int | None) -> None:
-    """The child process: a fake PBX fed ``data``; sends its port, then "login" once logged in."""
+def _serve_pbx(
+    make: Callable[[], ReplayServer[Any, Any, Any]],
+    ready: Callable[[Any], bool],
+    data: bytes,
+    conn: Connection,
+    cpu: int | None,
+) -> None:
+    """The child process: a fake PBX fed ``data``; sends its port, then "login" once ready."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
 
     async def serve() -> None:
-        pbx: AmiSimulator | EslSimulator = (
-            AmiSimulator([], SimulatorOptions())
-            if kind == "ami"
-            else EslSimulator([], EslSimulatorOptions())
-        )
-        async with pbx:
+        async with make() as pbx:
             pbx.feed(data)
             conn.send(pbx.port)
-            await pbx.until(lambda s: s.logins >= 1)
+            await pbx.until(ready)
             conn.send("login")
             await asyncio.Event().wait()  # until the bench terminates us
 
     asyncio.run(serve())
 
 
+def ami_pbx() -> AmiSimulator:
+    return AmiSimulator([], SimulatorOptions())
+
+
+def ami_logged_in(pbx: AmiSimulator) -> bool:
+    return pbx.logins >= 1
+
+
 @contextlib.contextmanager
-def pbx_process(kind: Literal["ami", "esl"], data: bytes) -> Iterator[tuple[int, Connection]]:
-    """A fake PBX replaying ``data`` in a process of its own: its port, and a pipe saying "login".
+def pbx_process(
+    data: bytes,
+    make: Callable[[], ReplayServer[Any, Any, Any]] = ami_pbx,
+    ready: Callable[[Any], bool] = ami_logged_in,
+) -> Iterator[tuple[int, Connection]]:
+    """A fake PBX (``make``) replaying ``data`` in a process of its own: its port, and a
+    pipe that says "login" once ``ready(pbx)`` holds (the daemon has logged in).
 
     With two or more CPUs the PBX and this process (the daemon) each get one,
     so the daemon's figures are what one core does.
@@ -321,7 +335,9 @@ def pbx_process(kind: Literal["ami", "esl"], data: bytes) -> Iterator[tuple[int,
     pair = cpus[:2] if len(cpus) >= 2 else []
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("fork").Process(
-        target=_serve_pbx, args=(kind, data, theirs, pair[1] if pair else None), daemon=True
+        target=_serve_pbx,
+        args=(make, ready, data, theirs, pair[1] if pair else None),
+        daemon=True,
     )
     child.start()
     before = os.sched_getaffinity(0) if pair else None

@@ -5,8 +5,10 @@
 Copies of the FreeSWITCH captures become fresh calls (new channel UUIDs and
 caller numbers, Content-Length recomputed) and are interleaved frame by frame,
 as concurrent calls are on a busy PBX. Only the events the daemon subscribes
-to are kept, so every byte sent is an event the daemon handles. Prints
-events/s and calls/s from the first byte to the last verdict recorded, the
+to are kept, so every byte sent is an event the daemon handles. The fake
+server runs in a process of its own, pinned to another core when there is
+one, as in throughput.py. Prints events/s and calls/s from the subscription
+to the last verdict recorded, the
 verdicts seen against those the pure correlator gives, and, as references,
 the bare rates of the event-socket framer, decoder and pure correlator over
 the same bytes.
@@ -24,7 +26,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import FS_CAPTURES, interleave, run_daemon_through, write_config
+from benchlib import (
+    FS_CAPTURES,
+    interleave,
+    logged_in,
+    pbx_process,
+    run_daemon_through,
+    write_config,
+)
 
 from textback.config import load
 from textback.core.freeswitch import FsCorrelator
@@ -183,17 +192,25 @@ def pipeline_rate(data: bytes, chunk: int = 65536) -> float:
     return count / (time.perf_counter() - start)
 
 
-async def end_to_end(stream: Stream, directory: Path) -> tuple[float, int, int]:
-    """Seconds from the first byte to the last verdict recorded, verdicts, events handled."""
-    options = EslSimulatorOptions(password=_PASSWORD)
-    async with EslSimulator([], options) as pbx:
-        pbx.feed(stream.data)
-        return await run_daemon_through(
-            write_config(directory, esl_port=pbx.port),
-            lambda: pbx.until(lambda s: s.subscriptions >= 1),
-            stream.frames,
-            stream.verdicts,
+def fs_pbx() -> EslSimulator:
+    return EslSimulator([], EslSimulatorOptions(password=_PASSWORD))
+
+
+def fs_subscribed(pbx: EslSimulator) -> bool:
+    return pbx.subscriptions >= 1
+
+
+def end_to_end(stream: Stream, directory: Path) -> tuple[float, float, int, int]:
+    """Seconds from the subscription to the last verdict recorded, CPU seconds of this
+    process (the daemon, its database thread included) in that time, verdicts, events.
+    """
+    with pbx_process(stream.data, fs_pbx, fs_subscribed) as (port, pipe):
+        config = write_config(directory, esl_port=port)
+        cpu = time.process_time()
+        elapsed, judged, handled = asyncio.run(
+            run_daemon_through(config, lambda: logged_in(pipe), stream.frames, stream.verdicts)
         )
+        return elapsed, time.process_time() - cpu, judged, handled
 
 
 def main() -> None:
@@ -215,11 +232,11 @@ def main() -> None:
     print(f"reference  EslFramer + decode:      {decoded:>10,.0f} events/s")
     print(f"reference  ... + pure correlator:   {pipeline_rate(stream.data):>10,.0f} events/s")
     with tempfile.TemporaryDirectory() as tmp:
-        elapsed, judged, handled = asyncio.run(end_to_end(stream, Path(tmp)))
+        elapsed, cpu, judged, handled = end_to_end(stream, Path(tmp))
     print(
         f"end to end (TCP → daemon → SQLite): {handled / elapsed:>10,.0f} events/s, "
         f"{judged / elapsed:,.0f} calls/s ({handled:,} of {stream.frames:,} events, "
-        f"{judged:,} of {stream.verdicts:,} verdicts in {elapsed:.2f} s)"
+        f"{judged:,} of {stream.verdicts:,} verdicts in {elapsed:.2f} s; daemon CPU {cpu:.2f} s)"
     )
 
 

@@ -46,7 +46,7 @@ def end_to_end(stream: Stream, directory: Path) -> tuple[float, float, int, int]
     """Seconds from login to the last verdict recorded, CPU seconds of this process
     (the daemon, its database thread included) in that time, verdicts, events handled.
     """
-    with pbx_process("ami", stream.data) as (port, pipe):
+    with pbx_process(stream.data) as (port, pipe):
         config = write_config(directory, ami_port=port)
         cpu = time.process_time()
         elapsed, judged, handled = asyncio.run(
