@@ -344,8 +344,10 @@ def pbx_process(
     try:
         if pair:
             os.sched_setaffinity(0, {pair[0]})
-        if not ours.poll(300):
-            raise RuntimeError("the fake PBX did not start")
+        started = time.monotonic()
+        while not ours.poll(0.1):
+            if not child.is_alive() or time.monotonic() - started > 300:
+                raise RuntimeError("the fake PBX did not start (its error is above)")
         yield ours.recv(), ours
     finally:
         if before is not None:
