@@ -697,49 +697,38 @@ _HANDLERS: dict[str, Callable[[AmiCorrelator, _Channel, AmiMessage, float], None
     "Hangup": AmiCorrelator._on_hangup,
 }
 
+# Reporting events that never change a verdict: none names a channel of ours
+# (RTCP does, but only with media statistics), and a read = system,call,agent
+# user never gets them. ``is_noise`` skips them unparsed; parsed, they are quiet.
+_REPORTING_EVENTS = (
+    "DeviceStateChange",
+    "Cdr",
+    "BridgeCreate",
+    "QueueMemberStatus",
+    "LocalBridge",
+    "RTCPSent",
+    "RTCPReceived",
+    "PeerStatus",
+    "ContactStatus",
+    "Registry",
+    "ExtensionStatus",
+)
 # Events that never name a channel of ours and are expected: not worth counting.
 _QUIET_UNPLACED = frozenset(
-    {
-        "FullyBooted",
-        "SuccessfulAuth",
-        "DeviceStateChange",
-        "BridgeCreate",
-        "Cdr",
-        "RTCPSent",
-        "RTCPReceived",
-        "QueueMemberStatus",
-        "LocalBridge",
-        "PeerStatus",
-        "ContactStatus",
-        "Registry",
-        "Reload",
-        "ExtensionStatus",
-        "CoreShowChannelsComplete",
-    }
+    {*_REPORTING_EVENTS, "FullyBooted", "SuccessfulAuth", "Reload", "CoreShowChannelsComplete"}
 )
 
 
-# Events that never change a verdict, as their first line names them: none of
-# them carries a Uniqueid we track (or it carries one, but is reporting noise),
-# and a read = system,call,agent user never gets them at all.
-_NOISE_EVENTS = (
-    b"VarSet",  # but for the variables below
-    b"DeviceStateChange",
-    b"Cdr",
-    b"BridgeCreate",
-    b"QueueMemberStatus",
-    b"LocalBridge",
-    b"RTCPSent",
-    b"RTCPReceived",
-    b"PeerStatus",
-    b"ContactStatus",
-    b"Registry",
-    b"ExtensionStatus",
-)
-# Their first lines, whole (CRLF or bare LF), for one startswith() in C.
-_NOISE_HEADS = tuple(b"Event: " + name + end for name in _NOISE_EVENTS for end in (b"\r\n", b"\n"))
-_VARSET_HEADS = (b"Event: VarSet\r\n", b"Event: VarSet\n")
-_NEWEXTEN_HEADS = (b"Event: Newexten\r\n", b"Event: Newexten\n")
+def _heads(*names: str) -> tuple[bytes, ...]:
+    """The events' first lines, whole (CRLF or bare LF), for one startswith() in C."""
+    return tuple(f"Event: {name}{end}".encode() for name in names for end in ("\r\n", "\n"))
+
+
+# What is noise, as the first line names it: the reporting events, and VarSet
+# but for the variables below.
+_NOISE_HEADS = _heads("VarSet", *_REPORTING_EVENTS)
+_VARSET_HEADS = _heads("VarSet")
+_NEWEXTEN_HEADS = _heads("Newexten")
 # The VarSet variables ``_on_varset`` reads (FROM_DID may be inherited: _ or __).
 _USED_VARIABLES = frozenset({b"VMSTATUS", b"FROM_DID", b"_FROM_DID", b"__FROM_DID"})
 
