@@ -144,8 +144,7 @@ class LinkKeeper(Generic[MessageT, ItemT]):
 
     def release_held(self) -> None:
         held, self._held = self._held or [], None
-        for message in held:
-            self.put(self._event(message))
+        self.deliver_all(held)
 
     def end_session(self) -> None:
         self.connected = False
