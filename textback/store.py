@@ -583,11 +583,6 @@ class AsyncOutbox:
     async def mark_dispatched(self, row_id: int, now: float) -> bool:
         return await self._worker.run(functools.partial(self._outbox.mark_dispatched, row_id, now))
 
-    async def mark_dispatched_all(self, row_ids: Sequence[int], now: float) -> set[int]:
-        return await self._worker.run(
-            functools.partial(self._outbox.mark_dispatched_all, row_ids, now)
-        )
-
     async def mark_sent(self, row_id: int, provider_id: str, now: float) -> bool:
         return await self._worker.run(
             functools.partial(self._outbox.mark_sent, row_id, provider_id, now)
