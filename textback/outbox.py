@@ -290,7 +290,7 @@ class Outbox:
         sends them at once. With a cap reached, nothing and the cap's name.
         """
         with self._errors("write to"), self._transaction():
-            volume = self.history("", now)
+            volume = self._volume(now)
             cap = cap_reached(volume, caps)
             if cap is not None:
                 return [], cap
@@ -457,35 +457,43 @@ class Outbox:
         the caps (checked at each claim) need it, not the decision per call.
         """
         with self._errors("read"):
-            conn = self._conn()
-            opted_out, not_capable, last_text_at = conn.execute(
-                """
-                SELECT
-                    EXISTS (SELECT 1 FROM optouts WHERE e164 = :to),
-                    EXISTS (SELECT 1 FROM not_sms_capable WHERE e164 = :to),
-                    (SELECT max(created_at) FROM outbox
-                     WHERE to_e164 = :to AND state IN ('pending', 'sending', 'sent'))
-                """,
-                {"to": to_e164},
-            ).fetchone()
+            opted_out, not_capable, last_text_at = (
+                self._conn()
+                .execute(
+                    """
+                    SELECT
+                        EXISTS (SELECT 1 FROM optouts WHERE e164 = :to),
+                        EXISTS (SELECT 1 FROM not_sms_capable WHERE e164 = :to),
+                        (SELECT max(created_at) FROM outbox
+                         WHERE to_e164 = :to AND state IN ('pending', 'sending', 'sent'))
+                    """,
+                    {"to": to_e164},
+                )
+                .fetchone()
+            )
+        counts = self._volume(now) if volume else History()
+        return replace(
+            counts,
+            opted_out=bool(opted_out),
+            not_sms_capable=bool(not_capable),
+            last_text_at=None if last_text_at is None else float(last_text_at),
+        )
+
+    def _volume(self, now: float) -> History:
+        """Only the volume of :meth:`history`: texts on the wire in the last hour and day."""
+        with self._errors("read"):
             hour, day = (
-                conn.execute(
+                self._conn()
+                .execute(
                     """
                     SELECT count(*) FILTER (WHERE dispatched_at > :hour), count(*)
                     FROM outbox WHERE dispatched_at > :day
                     """,
                     {"hour": now - HOUR, "day": now - DAY},
-                ).fetchone()
-                if volume
-                else (0, 0)
+                )
+                .fetchone()
             )
-        return History(
-            opted_out=bool(opted_out),
-            not_sms_capable=bool(not_capable),
-            last_text_at=None if last_text_at is None else float(last_text_at),
-            sent_last_hour=int(hour),
-            sent_last_day=int(day),
-        )
+        return History(sent_last_hour=int(hour), sent_last_day=int(day))
 
     def add_optout(self, e164: str, source: str, now: float) -> bool:
         """Never text ``e164`` again; True when it was not opted out before.
