@@ -113,15 +113,20 @@ def calls(db: Path) -> list[tuple[str | None, str]]:
 
 
 class Run:
-    """A `textback run` process; its stderr is read all along, so the pipe never fills."""
+    """A `textback run` process; its stderr is read all along, so the pipe never fills.
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    ``patience`` bounds every wait on it.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, patience: float = PATIENCE) -> None:
         self.process = process
+        self.patience = patience
         self.lines: list[str] = []
+        self._more = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, config: Path) -> Run:
+    async def start(cls, config: Path, patience: float = PATIENCE) -> Run:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -135,12 +140,34 @@ class Run:
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        return cls(process)
+        return cls(process, patience)
 
     async def _read(self) -> None:
         assert self.process.stderr is not None
         while line := await self.process.stderr.readline():
             self.lines.append(line.decode(errors="replace"))
+            async with self._more:
+                self._more.notify_all()
+        async with self._more:
+            self._more.notify_all()
+
+    async def first_line(self, needle: str) -> str:
+        """The first line containing ``needle``, once it is written."""
+
+        def found() -> str | None:
+            return next((line for line in self.lines if needle in line), None)
+
+        try:
+            async with asyncio.timeout(self.patience), self._more:
+                await self._more.wait_for(lambda: found() is not None or self._reader.done())
+        except TimeoutError:
+            raise AssertionError(f"no {needle} logged: {self.lines}") from None
+        line = found()
+        assert line is not None, f"textback run exited before logging {needle}: {self.lines}"
+        return line
+
+    async def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
 
     def logged(self, needle: str) -> bool:
         return any(needle in line for line in self.lines)
@@ -148,7 +175,7 @@ class Run:
     async def kill(self) -> None:
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
-        async with asyncio.timeout(PATIENCE):
+        async with asyncio.timeout(self.patience):
             await self.process.wait()
             await self._reader
 
@@ -156,14 +183,14 @@ class Run:
         """SIGTERM, and the exit code."""
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(PATIENCE):
+        async with asyncio.timeout(self.patience):
             code = await self.process.wait()
             await self._reader
         return code
 
     async def exited(self) -> int:
         """The exit code, once the process ends by itself."""
-        async with asyncio.timeout(PATIENCE):
+        async with asyncio.timeout(self.patience):
             code = await self.process.wait()
             await self._reader
         return code

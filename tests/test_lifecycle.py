@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sqlite3
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from tests.conftest import CAPTURES, REPO
+from tests.conftest import CAPTURES
 from tests.fakeproviders import Hang, TwilioFake
+from tests.faulthelpers import Run
 from tests.test_sdnotify import NotifySocket, starts
 from textback.config import load
 from textback.config_web import hash_password
@@ -132,72 +131,9 @@ async def until(condition: Callable[[], bool], what: str, run: Run | None = None
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
-class Run:
-    """A `textback run` process; its stderr is read all along, so the pipe never fills."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._more = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, config: Path) -> Run:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "textback",
-            "run",
-            "-c",
-            str(config),
-            cwd=REPO,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        return cls(process)
-
-    async def _read(self) -> None:
-        assert self.process.stderr is not None
-        while line := await self.process.stderr.readline():
-            self.lines.append(line.decode())
-            async with self._more:
-                self._more.notify_all()
-        async with self._more:
-            self._more.notify_all()
-
-    async def logged(self, needle: str) -> str:
-        """The first line containing ``needle``, once it is written."""
-
-        def found() -> str | None:
-            return next((line for line in self.lines if needle in line), None)
-
-        try:
-            async with asyncio.timeout(PATIENCE), self._more:
-                await self._more.wait_for(lambda: found() is not None or self._reader.done())
-        except TimeoutError:
-            raise AssertionError(f"no {needle} logged: {self.lines}") from None
-        line = found()
-        assert line is not None, f"textback run exited before logging {needle}: {self.lines}"
-        return line
-
-    async def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    async def stop(self) -> int:
-        """SIGTERM, and the exit code."""
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(PATIENCE):
-            code = await self.process.wait()
-            await self._reader
-        return code
-
-
 @contextlib.asynccontextmanager
 async def running(config: Path) -> AsyncIterator[Run]:
-    run = await Run.start(config)
+    run = await Run.start(config, PATIENCE)
     try:
         yield run
     finally:
@@ -394,7 +330,7 @@ class TestSighup:
                     await notify_socket.next(starts("READY=1"), "READY after the reload")
                     pbx.feed(capture("04-busy"))
                     await until(lambda: len(fake.requests) == 2, "the second text", run)
-                    warning = await run.logged("event=config_reload_needs_restart")
+                    warning = await run.first_line("event=config_reload_needs_restart")
                     logins = pbx.logins
                     code = await run.stop()
         first, second = (r.form["Body"] for r in fake.requests)
@@ -421,8 +357,8 @@ class TestSighup:
                     await run.signal(signal.SIGHUP)
                     await notify_socket.next(starts("RELOADING=1"), "RELOADING")
                     await notify_socket.next(starts("READY=1"), "READY after the failed reload")
-                    problem = await run.logged("event=config_reload_problem")
-                    await run.logged("event=config_reload_failed")
+                    problem = await run.first_line("event=config_reload_problem")
+                    await run.first_line("event=config_reload_failed")
                     pbx.feed(capture("04-busy"))
                     await until(lambda: len(fake.requests) == 2, "the second text", run)
                     logins = pbx.logins
